@@ -1,0 +1,403 @@
+//! Settings: an optional file (`KEY=VALUE` lines, or the seed's `config.json`) overridden by the
+//! environment, keeping the seeds' variable names. Everything is validated once at start so a
+//! typo fails loudly with the name of the setting instead of surfacing as odd behaviour later.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+/// Where reasoning text goes in OpenAI responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReasoningOutput {
+    /// `reasoning_content` beside `content` (what current OpenAI-compatible clients read).
+    Field,
+    /// Inside `content`, wrapped in `<think>` tags, for clients that only show `content`.
+    Tags,
+    /// Dropped.
+    Hidden,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchInfoMode {
+    Table,
+    Text,
+}
+
+/// The upstream's two thinking stream formats; we ask for one, and parse both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThinkingFormat {
+    Detail,
+    Summary,
+}
+
+impl ThinkingFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThinkingFormat::Detail => "detail",
+            ThinkingFormat::Summary => "summary",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Settings {
+    pub listen: String,
+    pub api_keys: Vec<String>,
+    pub server_mode: bool,
+    pub debug_mode: bool,
+    pub log_level: String,
+    pub qwen_base_url: String,
+    pub qwen_token: Option<String>,
+    pub cookies: Vec<String>,
+    pub reasoning_output: ReasoningOutput,
+    pub thinking_format: ThinkingFormat,
+    pub search_info_mode: SearchInfoMode,
+    pub simple_model_map: bool,
+    pub vision_fallback_model: String,
+    pub auto_refresh_token: bool,
+    pub token_refresh_interval_hours: u64,
+    pub models_cache_ttl: Duration,
+    pub max_body_bytes: usize,
+    pub max_sse_line_bytes: usize,
+    pub upstream_retries: usize,
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub total_timeout: Duration,
+    pub threads: usize,
+}
+
+impl fmt::Debug for Settings {
+    // Hand-written so that secrets can never reach a log through `{:?}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("api_keys", &format_args!("[{} keys]", self.api_keys.len()))
+            .field("server_mode", &self.server_mode)
+            .field("qwen_base_url", &self.qwen_base_url)
+            .field("qwen_token", &self.qwen_token.as_ref().map(|_| "<set>"))
+            .field("cookies", &format_args!("[{} cookies]", self.cookies.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parses a settings file: `config.json` (an object of settings) or `KEY=VALUE` lines with `#`
+/// comments and optional quotes.
+pub fn parse_file(text: &str, json: bool) -> Result<HashMap<String, String>, ConfigError> {
+    let mut map = HashMap::new();
+    if json {
+        let v: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| ConfigError(format!("config file is not valid JSON: {e}")))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| ConfigError("config file must hold a JSON object".into()))?;
+        for (k, v) in obj {
+            let s = match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => continue,
+                other => other.to_string(),
+            };
+            map.insert(k.clone(), s);
+        }
+        return Ok(map);
+    }
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let (k, v) = line
+            .split_once('=')
+            .ok_or_else(|| ConfigError(format!("config file line {}: expected KEY=VALUE", n + 1)))?;
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|x| x.strip_suffix('"'))
+            .or_else(|| v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')))
+            .unwrap_or(v);
+        map.insert(k.trim().to_string(), v.to_string());
+    }
+    Ok(map)
+}
+
+/// Looks a setting up: the environment first, then the file.
+struct Source<'a> {
+    env: &'a dyn Fn(&str) -> Option<String>,
+    file: &'a HashMap<String, String>,
+}
+
+impl Source<'_> {
+    fn get(&self, key: &str) -> Option<String> {
+        (self.env)(key)
+            .or_else(|| self.file.get(key).cloned())
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    fn first(&self, keys: &[&str]) -> Option<String> {
+        keys.iter().find_map(|k| self.get(k))
+    }
+
+    fn bool(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(ConfigError(format!("{key} must be true or false, got {v:?}"))),
+            },
+        }
+    }
+
+    fn num<T: std::str::FromStr>(&self, key: &str, default: T) -> Result<T, ConfigError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError(format!("{key} must be a whole number, got {v:?}"))),
+        }
+    }
+
+    fn millis(&self, key: &str, default_ms: u64) -> Result<Duration, ConfigError> {
+        let ms: u64 = self.num(key, default_ms)?;
+        if ms == 0 {
+            return Err(ConfigError(format!("{key} must be greater than 0")));
+        }
+        Ok(Duration::from_millis(ms))
+    }
+}
+
+/// Splits the seed's cookie forms: `|||`-separated, or one per line with `#` comments. Stray
+/// whitespace and line breaks inside a cookie are removed, as browsers' copy-paste adds them.
+pub fn split_cookies(raw: &str) -> Vec<String> {
+    raw.split("|||")
+        .flat_map(|part| part.lines())
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.chars().filter(|c| *c != '\r' && *c != '\n').collect())
+        .collect()
+}
+
+impl Settings {
+    /// Builds settings from a file map and an environment lookup.
+    pub fn load(
+        file: &HashMap<String, String>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings, ConfigError> {
+        let s = Source { env, file };
+        let port: u16 = match s.first(&["SERVER_PORT", "PORT", "SERVICE_PORT"]) {
+            None => 8000,
+            Some(p) => p
+                .trim()
+                .parse()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| ConfigError(format!("SERVER_PORT must be a port number, got {p:?}")))?,
+        };
+        let host = s
+            .get("LISTEN_ADDRESS")
+            .unwrap_or_else(|| "0.0.0.0".into());
+        let host = if host == "localhost" { "127.0.0.1".into() } else { host };
+        let listen = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+
+        let api_keys: Vec<String> = s
+            .get("API_KEY")
+            .map(|v| {
+                v.split(',')
+                    .map(|k| k.trim().to_string())
+                    .filter(|k| !k.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+
+        let base = s
+            .first(&["QWEN_BASE_URL", "QWEN_CHAT_PROXY_URL"])
+            .unwrap_or_else(|| "https://chat.qwen.ai".into());
+        let base = base.trim().trim_end_matches('/').to_string();
+        crate::qwen::client::BaseUrl::parse(&base)
+            .map_err(|e| ConfigError(format!("QWEN_BASE_URL is invalid: {e}")))?;
+
+        let mut cookies = s.get("COOKIE").map(|c| split_cookies(&c)).unwrap_or_default();
+        if let Some(path) = s.get("COOKIE_FILE") {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError(format!("COOKIE_FILE {path:?} cannot be read: {e}")))?;
+            cookies.extend(split_cookies(&text));
+        }
+
+        let output_think = s.bool("OUTPUT_THINK", true)?;
+        let reasoning_output = if !output_think {
+            ReasoningOutput::Hidden
+        } else {
+            match s.get("THINK_OUTPUT_FORMAT").as_deref().map(str::trim) {
+                None | Some("reasoning_content") => ReasoningOutput::Field,
+                Some("think_tags") => ReasoningOutput::Tags,
+                Some(other) => {
+                    return Err(ConfigError(format!(
+                        "THINK_OUTPUT_FORMAT must be reasoning_content or think_tags, got {other:?}"
+                    )))
+                }
+            }
+        };
+        let search_info_mode = match s.get("SEARCH_INFO_MODE").as_deref().map(str::trim) {
+            None | Some("table") => SearchInfoMode::Table,
+            Some("text") => SearchInfoMode::Text,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "SEARCH_INFO_MODE must be table or text, got {other:?}"
+                )))
+            }
+        };
+        let thinking_format = match s.get("THINKING_FORMAT").as_deref().map(str::trim) {
+            None | Some("detail") => ThinkingFormat::Detail,
+            Some("summary") => ThinkingFormat::Summary,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "THINKING_FORMAT must be detail or summary, got {other:?}"
+                )))
+            }
+        };
+        let log_level = s
+            .get("LOG_LEVEL")
+            .unwrap_or_else(|| "info".into())
+            .to_ascii_lowercase();
+        if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
+            return Err(ConfigError(format!(
+                "LOG_LEVEL must be one of error, warn, info, debug, trace; got {log_level:?}"
+            )));
+        }
+        let threads: usize = s.num(
+            "THREADS",
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        )?;
+        if threads == 0 {
+            return Err(ConfigError("THREADS must be at least 1".into()));
+        }
+        let max_body_bytes: usize = s.num("MAX_BODY_BYTES", 32 * 1024 * 1024)?;
+        let max_sse_line_bytes: usize = s.num("MAX_SSE_LINE_BYTES", 4 * 1024 * 1024)?;
+        if max_body_bytes < 1024 || max_sse_line_bytes < 1024 {
+            return Err(ConfigError(
+                "MAX_BODY_BYTES and MAX_SSE_LINE_BYTES must be at least 1024".into(),
+            ));
+        }
+
+        Ok(Settings {
+            listen,
+            api_keys,
+            server_mode: s.bool("SERVER_MODE", true)?,
+            debug_mode: s.bool("DEBUG_MODE", false)?,
+            log_level,
+            qwen_base_url: base,
+            qwen_token: s.get("QWEN_TOKEN").map(|t| t.trim().to_string()),
+            cookies,
+            reasoning_output,
+            thinking_format,
+            search_info_mode,
+            simple_model_map: s.bool("SIMPLE_MODEL_MAP", false)?,
+            vision_fallback_model: s
+                .get("VISION_FALLBACK_MODEL")
+                .unwrap_or_else(|| "qwen3-vl-plus".into()),
+            auto_refresh_token: s.bool("AUTO_REFRESH_TOKEN", true)?,
+            token_refresh_interval_hours: s.num("TOKEN_REFRESH_INTERVAL_HOURS", 24)?,
+            models_cache_ttl: Duration::from_secs(s.num("MODELS_CACHE_TTL", 3600)?),
+            max_body_bytes,
+            max_sse_line_bytes,
+            upstream_retries: s.num("UPSTREAM_RETRIES", 2)?,
+            connect_timeout: s.millis("UPSTREAM_CONNECT_TIMEOUT_MS", 10_000)?,
+            first_byte_timeout: s.millis("UPSTREAM_FIRST_BYTE_TIMEOUT_MS", 60_000)?,
+            idle_timeout: s.millis("UPSTREAM_IDLE_TIMEOUT_MS", 120_000)?,
+            total_timeout: s.millis("UPSTREAM_TOTAL_TIMEOUT_MS", 600_000)?,
+            threads,
+        })
+    }
+
+    /// The admin key is the first configured key (the seed's rule).
+    pub fn admin_key(&self) -> Option<&str> {
+        self.api_keys.first().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::load(&HashMap::new(), &move |k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.listen, "0.0.0.0:8000");
+        assert_eq!(s.qwen_base_url, "https://chat.qwen.ai");
+        assert!(s.server_mode);
+        assert_eq!(s.reasoning_output, ReasoningOutput::Field);
+    }
+
+    #[test]
+    fn seed_names_and_aliases() {
+        let s = load(&[
+            ("PORT", "9000"),
+            ("LISTEN_ADDRESS", "localhost"),
+            ("QWEN_CHAT_PROXY_URL", "http://127.0.0.1:1234/"),
+            ("API_KEY", "sk-admin, sk-user"),
+            ("OUTPUT_THINK", "false"),
+        ])
+        .unwrap();
+        assert_eq!(s.listen, "127.0.0.1:9000");
+        assert_eq!(s.qwen_base_url, "http://127.0.0.1:1234");
+        assert_eq!(s.api_keys, vec!["sk-admin", "sk-user"]);
+        assert_eq!(s.admin_key(), Some("sk-admin"));
+        assert_eq!(s.reasoning_output, ReasoningOutput::Hidden);
+    }
+
+    #[test]
+    fn invalid_values_name_the_setting() {
+        for (k, v) in [
+            ("SERVER_PORT", "abc"),
+            ("SERVER_MODE", "maybe"),
+            ("SEARCH_INFO_MODE", "html"),
+            ("QWEN_BASE_URL", "ftp://x"),
+            ("UPSTREAM_IDLE_TIMEOUT_MS", "0"),
+        ] {
+            let e = load(&[(k, v)]).unwrap_err();
+            assert!(e.0.contains(k), "{e}");
+        }
+    }
+
+    #[test]
+    fn cookie_forms() {
+        assert_eq!(split_cookies("a=1 |||b=2|||  "), vec!["a=1", "b=2"]);
+        assert_eq!(split_cookies("# comment\na=1\n\n b=2 \r\n"), vec!["a=1", "b=2"]);
+    }
+
+    #[test]
+    fn file_forms() {
+        let m = parse_file("# c\nexport A=\"x y\"\nB='z'\nC=1", false).unwrap();
+        assert_eq!(m["A"], "x y");
+        assert_eq!(m["B"], "z");
+        let m = parse_file(r#"{"SERVER_PORT":8001,"SERVER_MODE":true,"X":null}"#, true).unwrap();
+        assert_eq!(m["SERVER_PORT"], "8001");
+        assert_eq!(m["SERVER_MODE"], "true");
+        assert!(parse_file("NOEQUALS", false).is_err());
+    }
+}

@@ -1,0 +1,61 @@
+//! Per-request state carried through the Pingora hooks, read by the access log.
+
+use std::time::{Duration, Instant};
+
+pub struct RequestCtx {
+    pub request_id: String,
+    pub started: Instant,
+    pub route: &'static str,
+    pub caller: String,
+    pub model: Option<String>,
+    pub status: u16,
+    pub ttft: Option<Duration>,
+    pub identity: Option<String>,
+    pub attempts: u32,
+    pub error_class: Option<&'static str>,
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        RequestCtx {
+            request_id: id[..16].to_string(),
+            started: Instant::now(),
+            route: "-",
+            caller: "-".into(),
+            model: None,
+            status: 0,
+            ttft: None,
+            identity: None,
+            attempts: 0,
+            error_class: None,
+        }
+    }
+}
+
+impl RequestCtx {
+    pub fn mark_first_token(&mut self) {
+        if self.ttft.is_none() {
+            self.ttft = Some(self.started.elapsed());
+        }
+    }
+
+    /// One structured line; holds no secret by construction (only names, ids and numbers).
+    pub fn access_line(&self, method: &str, path: &str) -> String {
+        format!(
+            "request_id={} method={} path={} route={} key={} model={} status={} ttft_ms={} duration_ms={} identity={} attempts={} error={}",
+            self.request_id,
+            method,
+            path,
+            self.route,
+            self.caller,
+            self.model.as_deref().unwrap_or("-"),
+            self.status,
+            self.ttft.map_or("-".to_string(), |d| d.as_millis().to_string()),
+            self.started.elapsed().as_millis(),
+            self.identity.as_deref().unwrap_or("-"),
+            self.attempts,
+            self.error_class.unwrap_or("-"),
+        )
+    }
+}

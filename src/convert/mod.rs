@@ -1,0 +1,12 @@
+//! Pure translation between the client APIs and the Qwen web protocol: no I/O, no clock.
+
+pub mod classify;
+pub mod model;
+pub mod request;
+pub mod search;
+pub mod stop;
+pub mod stream;
+pub mod tokens;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,409 @@
+//! The stream converter: a state machine from upstream event payloads to client-neutral output
+//! (reasoning text, answer text, finish), pushed into a [`Sink`] that encodes it for one client
+//! API. Pure: no I/O and no clock, so the same code drives streaming, aggregation, tests,
+//! property tests and benchmarks.
+
+use crate::config::{ReasoningOutput, SearchInfoMode};
+use crate::qwen::events::{self, RawDelta, RawUsage};
+
+use super::classify::{classify_json_error, from_error, Failure, FailureClass};
+use super::search;
+use super::stop::StopMatcher;
+use super::tokens::{estimate, TokenCounter};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    Stop,
+    Length,
+    ContentFilter,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::ContentFilter => "content_filter",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub reasoning_tokens: u64,
+    /// True when the upstream reported nothing and the numbers are local estimates.
+    pub estimated: bool,
+}
+
+impl Usage {
+    pub fn total(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+}
+
+/// Receives converted output for one client API.
+pub trait Sink {
+    fn reasoning(&mut self, text: &str);
+    fn content(&mut self, text: &str);
+    fn finish(&mut self, reason: FinishReason, usage: &Usage);
+}
+
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    pub reasoning: ReasoningOutput,
+    pub search_mode: SearchInfoMode,
+    pub stop: Vec<String>,
+    pub max_tokens: Option<u64>,
+    /// Local estimate of the prompt, used only when the upstream reports no usage.
+    pub prompt_estimate: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Continue,
+    /// The answer is complete (finished, stop sequence or token limit); read no further.
+    Done,
+    /// The upstream failed; nothing more will be emitted.
+    Failed(Failure),
+}
+
+pub struct Converter<S: Sink> {
+    sink: S,
+    reasoning_mode: ReasoningOutput,
+    search_mode: SearchInfoMode,
+    max_tokens: Option<u64>,
+    prompt_estimate: u64,
+    stop: StopMatcher,
+    content_tokens: TokenCounter,
+    reasoning_tokens: TokenCounter,
+    usage: Option<RawUsage>,
+    /// Later events may omit the details, so the largest reported count is kept.
+    reasoning_reported: Option<u64>,
+    /// Cumulative-summary diffing: elements fully or partly sent, and bytes sent of the last.
+    summary_elems: usize,
+    summary_last_len: usize,
+    think_tag_open: bool,
+    search_pending: Option<String>,
+    visible: bool,
+    content_seen: bool,
+    done: bool,
+    malformed: u32,
+}
+
+impl<S: Sink> Converter<S> {
+    pub fn new(sink: S, opts: ConvertOptions) -> Self {
+        Converter {
+            sink,
+            reasoning_mode: opts.reasoning,
+            search_mode: opts.search_mode,
+            max_tokens: opts.max_tokens,
+            prompt_estimate: opts.prompt_estimate,
+            stop: StopMatcher::new(opts.stop),
+            content_tokens: TokenCounter::default(),
+            reasoning_tokens: TokenCounter::default(),
+            usage: None,
+            reasoning_reported: None,
+            summary_elems: 0,
+            summary_last_len: 0,
+            think_tag_open: false,
+            search_pending: None,
+            visible: false,
+            content_seen: false,
+            done: false,
+            malformed: 0,
+        }
+    }
+
+    pub fn sink(&self) -> &S {
+        &self.sink
+    }
+
+    pub fn sink_mut(&mut self) -> &mut S {
+        &mut self.sink
+    }
+
+    pub fn into_sink(self) -> S {
+        self.sink
+    }
+
+    /// Whether anything visible has been emitted (the point after which a stream is committed).
+    pub fn has_output(&self) -> bool {
+        self.visible
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Data lines that were not valid JSON and were skipped.
+    pub fn malformed(&self) -> u32 {
+        self.malformed
+    }
+
+    /// Feeds the data of one SSE event.
+    pub fn on_event(&mut self, data: &[u8]) -> Step {
+        if self.done {
+            return Step::Done;
+        }
+        if data.trim_ascii() == b"[DONE]" {
+            return self.on_eof();
+        }
+        let Ok(ev) = events::parse(data) else {
+            self.malformed += 1;
+            return Step::Continue;
+        };
+        if let Some(u) = ev.usage {
+            if let Some(r) = u.output_tokens_details.and_then(|d| d.reasoning_tokens) {
+                self.reasoning_reported = Some(self.reasoning_reported.unwrap_or(0).max(r));
+            }
+            self.usage = Some(u);
+        }
+        if let Some(err) = &ev.error {
+            return self.on_error(from_error(err));
+        }
+        if ev.success == Some(false) || ev.data.as_ref().is_some_and(|d| d.error.is_some()) {
+            if let Some(f) = classify_json_error(data) {
+                return self.on_error(f);
+            }
+        }
+        let Some(delta) = ev.choices.and_then(|c| c.delta) else {
+            return Step::Continue;
+        };
+        self.on_delta(delta)
+    }
+
+    /// The upstream body ended (or sent `[DONE]`).
+    pub fn on_eof(&mut self) -> Step {
+        if self.done {
+            return Step::Done;
+        }
+        let detail = if self.content_seen {
+            "the stream ended in the middle of the answer"
+        } else if self.reasoning_tokens.tokens() > 0 {
+            "the stream ended after thinking, before any answer"
+        } else {
+            "the stream ended before any answer"
+        };
+        self.fail(Failure::new(FailureClass::Transient, detail))
+    }
+
+    fn on_error(&mut self, f: Failure) -> Step {
+        // Output moderation after some answer is a content filter stop, as OpenAI reports it.
+        if f.class == FailureClass::Moderation && self.content_seen {
+            return self.complete(FinishReason::ContentFilter);
+        }
+        self.fail(f)
+    }
+
+    fn fail(&mut self, f: Failure) -> Step {
+        self.done = true;
+        Step::Failed(f)
+    }
+
+    fn on_delta(&mut self, d: RawDelta<'_>) -> Step {
+        let phase = d.phase.as_deref();
+        let is_search = d.name.as_deref() == Some("web_search") || phase == Some("web_search");
+        if is_search {
+            if let Some(items) = d.extra.and_then(|e| e.web_search_info) {
+                if !items.is_empty() {
+                    self.search_pending = Some(search::render(&items, self.search_mode));
+                }
+            }
+            return Step::Continue;
+        }
+        let text = d.content.as_deref().unwrap_or("");
+        let step = match phase {
+            Some("think") => {
+                self.reasoning(text);
+                Step::Continue
+            }
+            Some("thinking_summary") => {
+                if let Some(list) = d.extra.and_then(|e| e.summary_thought) {
+                    self.summary(&list.content);
+                }
+                Step::Continue
+            }
+            None | Some("answer") => self.content(text),
+            _ => Step::Continue,
+        };
+        if step != Step::Continue {
+            return step;
+        }
+        let ends = d.status.as_deref() == Some("finished")
+            && !matches!(phase, Some("think" | "thinking_summary"));
+        if ends {
+            return self.complete(FinishReason::Stop);
+        }
+        Step::Continue
+    }
+
+    fn summary(&mut self, elems: &[std::borrow::Cow<'_, str>]) {
+        for (i, el) in elems.iter().enumerate() {
+            if i + 1 < self.summary_elems {
+                continue;
+            }
+            if i + 1 == self.summary_elems {
+                let sent = self.summary_last_len;
+                if el.len() > sent && el.is_char_boundary(sent) {
+                    self.reasoning(&el[sent..]);
+                    self.summary_last_len = el.len();
+                }
+            } else {
+                if self.summary_elems > 0 {
+                    self.reasoning("\n\n");
+                }
+                self.reasoning(el);
+                self.summary_elems = i + 1;
+                self.summary_last_len = el.len();
+            }
+        }
+    }
+
+    fn reasoning(&mut self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        self.reasoning_tokens.add(text);
+        match self.reasoning_mode {
+            ReasoningOutput::Hidden => {}
+            ReasoningOutput::Field => {
+                if let Some(list) = self.search_pending.take() {
+                    self.sink.reasoning(&list);
+                    self.sink.reasoning("\n");
+                }
+                self.sink.reasoning(text);
+                self.visible = true;
+            }
+            ReasoningOutput::Tags => {
+                if !self.think_tag_open {
+                    self.sink.content("<think>\n");
+                    self.think_tag_open = true;
+                    if let Some(list) = self.search_pending.take() {
+                        self.sink.content(&list);
+                        self.sink.content("\n");
+                    }
+                }
+                self.sink.content(text);
+                self.visible = true;
+            }
+        }
+    }
+
+    fn close_think_tag(&mut self) {
+        if self.think_tag_open {
+            self.sink.content("\n</think>\n\n");
+            self.think_tag_open = false;
+        }
+    }
+
+    fn content(&mut self, text: &str) -> Step {
+        if text.is_empty() {
+            return Step::Continue;
+        }
+        self.close_think_tag();
+        self.content_seen = true;
+        let Converter {
+            stop,
+            sink,
+            content_tokens,
+            max_tokens,
+            visible,
+            ..
+        } = self;
+        let mut limited = false;
+        let matched = stop.push(text, |piece| {
+            if limited {
+                return;
+            }
+            let allowed = match *max_tokens {
+                Some(limit) => content_tokens.take_within(piece, limit),
+                None => {
+                    content_tokens.add(piece);
+                    piece
+                }
+            };
+            if !allowed.is_empty() {
+                sink.content(allowed);
+                *visible = true;
+            }
+            limited = allowed.len() < piece.len();
+        });
+        if limited {
+            self.complete(FinishReason::Length)
+        } else if matched {
+            self.complete(FinishReason::Stop)
+        } else {
+            Step::Continue
+        }
+    }
+
+    fn complete(&mut self, reason: FinishReason) -> Step {
+        if reason == FinishReason::Stop {
+            let Converter {
+                stop,
+                sink,
+                content_tokens,
+                max_tokens,
+                visible,
+                ..
+            } = self;
+            let mut limited = false;
+            stop.flush(|piece| {
+                let allowed = match *max_tokens {
+                    Some(limit) => content_tokens.take_within(piece, limit),
+                    None => {
+                        content_tokens.add(piece);
+                        piece
+                    }
+                };
+                if !allowed.is_empty() {
+                    sink.content(allowed);
+                    *visible = true;
+                }
+                limited = allowed.len() < piece.len();
+            });
+            if limited {
+                return self.complete(FinishReason::Length);
+            }
+        }
+        if !self.content_seen && reason == FinishReason::Stop {
+            return self.fail(Failure::new(
+                FailureClass::Empty,
+                "the answer finished without any text",
+            ));
+        }
+        self.close_think_tag();
+        if reason == FinishReason::Stop {
+            if let Some(list) = self.search_pending.take() {
+                self.sink.content("\n\n---\n");
+                self.sink.content(&list);
+            }
+        }
+        self.done = true;
+        let usage = self.usage();
+        self.sink.finish(reason, &usage);
+        Step::Done
+    }
+
+    fn usage(&self) -> Usage {
+        let u = self.usage.unwrap_or_default();
+        let prompt = u.input_tokens.or(u.prompt_tokens);
+        let completion = u.output_tokens.or(u.completion_tokens);
+        let reasoning = self.reasoning_reported;
+        let est_reasoning = self.reasoning_tokens.tokens();
+        Usage {
+            prompt_tokens: prompt.unwrap_or(self.prompt_estimate),
+            completion_tokens: completion
+                .unwrap_or(self.content_tokens.tokens() + est_reasoning),
+            reasoning_tokens: reasoning.unwrap_or(if completion.is_some() { 0 } else { est_reasoning }),
+            estimated: prompt.is_none() || completion.is_none(),
+        }
+    }
+}
+
+/// Convenience for callers that only know the prompt text.
+pub fn prompt_estimate(prompt: &str) -> u64 {
+    estimate(prompt)
+}

@@ -1,0 +1,250 @@
+//! The client-facing chat completion request, parsed strictly enough to give precise 400s and
+//! loosely enough that the many optional OpenAI fields the upstream cannot honour are accepted.
+
+use serde::Deserialize;
+
+use super::error::ApiError;
+
+#[derive(Debug, Deserialize)]
+pub struct ChatRequest {
+    pub model: Option<String>,
+    pub messages: Option<Vec<Message>>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+    pub stream_options: Option<StreamOptions>,
+    pub max_tokens: Option<i64>,
+    pub max_completion_tokens: Option<i64>,
+    pub stop: Option<Stop>,
+    pub n: Option<i64>,
+    pub enable_thinking: Option<bool>,
+    pub reasoning_effort: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StreamOptions {
+    pub include_usage: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Message {
+    pub role: String,
+    #[serde(default)]
+    pub content: Option<Content>,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Part {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub text: Option<String>,
+}
+
+/// Roles the gateway understands; anything else is a client mistake worth a 400.
+pub const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool", "function"];
+
+/// Above this, `max_tokens` is certainly a mistake (no Qwen model generates this much).
+pub const MAX_TOKENS_LIMIT: i64 = 1_000_000;
+pub const MAX_STOP_SEQUENCES: usize = 16;
+
+impl ChatRequest {
+    /// Parses the body, turning serde's messages into ones that name the field at fault.
+    pub fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::invalid("The request body is empty; send a JSON object."));
+        }
+        let v: ChatRequest = serde_json::from_slice(body).map_err(|e| {
+            if e.is_data() {
+                ApiError::invalid(format!("Invalid request: {e}"))
+            } else {
+                ApiError::invalid(format!("The request body is not valid JSON: {e}"))
+            }
+        })?;
+        v.validate()?;
+        Ok(v)
+    }
+
+    fn validate(&self) -> Result<(), ApiError> {
+        match &self.model {
+            None => return Err(ApiError::invalid_param("model", "'model' is required.")),
+            Some(m) if m.trim().is_empty() => {
+                return Err(ApiError::invalid_param("model", "'model' must not be empty."))
+            }
+            _ => {}
+        }
+        let msgs = self
+            .messages
+            .as_ref()
+            .ok_or_else(|| ApiError::invalid_param("messages", "'messages' is required."))?;
+        if msgs.is_empty() {
+            return Err(ApiError::invalid_param(
+                "messages",
+                "'messages' must contain at least one message.",
+            ));
+        }
+        for (i, m) in msgs.iter().enumerate() {
+            if !ROLES.contains(&m.role.as_str()) {
+                return Err(ApiError::invalid_param(
+                    "messages",
+                    format!(
+                        "messages[{i}].role '{}' is not one of system, developer, user, assistant, tool.",
+                        m.role
+                    ),
+                ));
+            }
+            if let Some(Content::Parts(parts)) = &m.content {
+                for (j, p) in parts.iter().enumerate() {
+                    match p.kind.as_str() {
+                        "text" | "input_text" => {
+                            if p.text.is_none() {
+                                return Err(ApiError::invalid_param(
+                                    "messages",
+                                    format!("messages[{i}].content[{j}] is a text part without 'text'."),
+                                ));
+                            }
+                        }
+                        "image_url" | "input_image" | "image" | "video" | "video_url"
+                        | "input_video" | "file" | "input_file" | "input_audio" => {
+                            return Err(ApiError::invalid_param(
+                                "messages",
+                                format!(
+                                    "messages[{i}].content[{j}]: '{}' parts are not supported by this gateway yet.",
+                                    p.kind
+                                ),
+                            ))
+                        }
+                        other => {
+                            return Err(ApiError::invalid_param(
+                                "messages",
+                                format!("messages[{i}].content[{j}] has unknown type '{other}'."),
+                            ))
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(n) = self.n {
+            if n != 1 {
+                return Err(ApiError::invalid_param(
+                    "n",
+                    format!("n={n} is not supported: the Qwen web upstream produces exactly one choice, so only n=1 is accepted."),
+                ));
+            }
+        }
+        for (name, v) in [
+            ("max_tokens", self.max_tokens),
+            ("max_completion_tokens", self.max_completion_tokens),
+        ] {
+            if let Some(v) = v {
+                if !(1..=MAX_TOKENS_LIMIT).contains(&v) {
+                    return Err(ApiError::invalid_param(
+                        if name == "max_tokens" { "max_tokens" } else { "max_completion_tokens" },
+                        format!("{name} must be between 1 and {MAX_TOKENS_LIMIT}, got {v}."),
+                    ));
+                }
+            }
+        }
+        let stops = self.stop_sequences();
+        if stops.len() > MAX_STOP_SEQUENCES {
+            return Err(ApiError::invalid_param(
+                "stop",
+                format!("At most {MAX_STOP_SEQUENCES} stop sequences are allowed."),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn stop_sequences(&self) -> Vec<String> {
+        match &self.stop {
+            None => Vec::new(),
+            Some(Stop::One(s)) => vec![s.clone()],
+            Some(Stop::Many(v)) => v.clone(),
+        }
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect()
+    }
+
+    /// `max_completion_tokens` is the newer name and wins when both are given.
+    pub fn token_limit(&self) -> Option<u64> {
+        self.max_completion_tokens
+            .or(self.max_tokens)
+            .map(|v| v as u64)
+    }
+}
+
+impl Message {
+    /// The message's text: a string, or its text parts joined.
+    pub fn text(&self) -> String {
+        match &self.content {
+            None => String::new(),
+            Some(Content::Text(s)) => s.clone(),
+            Some(Content::Parts(parts)) => {
+                let mut out = String::new();
+                for p in parts {
+                    if let Some(t) = &p.text {
+                        out.push_str(t);
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(body: &str) -> ApiError {
+        ChatRequest::parse(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn rejects_bad_input_with_precise_messages() {
+        assert!(err("{").message.contains("not valid JSON"));
+        assert!(err("").message.contains("empty"));
+        assert_eq!(err(r#"{"messages":[]}"#).param, Some("model"));
+        assert!(err(r#"{"model":"m"}"#).message.contains("'messages' is required"));
+        assert!(err(r#"{"model":"m","messages":[]}"#).message.contains("at least one"));
+        assert!(err(r#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#)
+            .message
+            .contains("wizard"));
+        assert!(err(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":2}"#)
+            .message
+            .contains("n=2"));
+        assert!(err(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":0}"#)
+            .message
+            .contains("max_tokens"));
+        assert!(err(r#"{"model":"m","messages":[{"role":"user","content":[{"type":"bogus"}]}]}"#)
+            .message
+            .contains("unknown type"));
+        assert!(err(r#"{"model":"m","messages":"hi"}"#).message.contains("Invalid request"));
+        assert!(err(r#"{"model":5,"messages":[]}"#).message.contains("Invalid request"));
+    }
+
+    #[test]
+    fn accepts_parts_and_stops() {
+        let r = ChatRequest::parse(
+            br#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}],"stop":"X","max_tokens":5,"max_completion_tokens":7,"temperature":0.2}"#,
+        )
+        .unwrap();
+        assert_eq!(r.messages.as_ref().unwrap()[0].text(), "ab");
+        assert_eq!(r.stop_sequences(), vec!["X"]);
+        assert_eq!(r.token_limit(), Some(7));
+    }
+}

@@ -1,0 +1,53 @@
+//! The `ProxyHttp` implementation. Every route is answered in `request_filter` (local routes
+//! directly, chat completions through `relay`), so the remaining hooks only log.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::prelude::*;
+use pingora::proxy::{ProxyHttp, Session};
+
+use crate::context::RequestCtx;
+use crate::gateway::Gateway;
+use crate::routes;
+
+pub struct QwenProxy {
+    pub gw: Arc<Gateway>,
+}
+
+impl QwenProxy {
+    pub fn new(gw: Arc<Gateway>) -> Self {
+        QwenProxy { gw }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for QwenProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        routes::handle(&self.gw, session, ctx).await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(&self, _: &mut Session, _: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        // Unreachable: request_filter answers every request.
+        Error::e_explain(ErrorType::InternalError, "no route is proxied by pingora")
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if ctx.status == 0 {
+            ctx.status = session.response_written().map_or(0, |r| r.status.as_u16());
+        }
+        let h = session.req_header();
+        let line = ctx.access_line(h.method.as_str(), h.uri.path());
+        match e {
+            Some(e) => log::info!(target: "access", "{line} downstream_error={}", e.etype().as_str()),
+            None => log::info!(target: "access", "{line}"),
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Upstream side calls: create a chat, derive a token from a browser cookie, list models.
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+use crate::convert::classify::{classify_json_error, classify_status, looks_like_html, Failure, FailureClass};
+
+use super::client::UpstreamClient;
+use super::headers::{self, Credentials};
+
+const SMALL_BODY: usize = 1 << 20;
+const MODELS_BODY: usize = 8 << 20;
+
+/// Reads a JSON reply; any non-200, HTML or error envelope becomes a classified failure.
+async fn json_call(
+    client: &UpstreamClient,
+    req: pingora::http::RequestHeader,
+    body: Bytes,
+    limit: usize,
+) -> Result<Bytes, Failure> {
+    let mut ex = client.send(req, body).await?;
+    let status = ex.status;
+    let retry_after = ex.retry_after();
+    let text = match ex.read_to_end(limit).await {
+        Ok(t) => t,
+        Err(f) => {
+            client.abort(ex).await;
+            return Err(f);
+        }
+    };
+    client.release(ex).await;
+    if status != 200 {
+        return Err(classify_status(status, retry_after, &text));
+    }
+    if looks_like_html(&text) {
+        return Err(Failure::new(FailureClass::Waf, "HTTP 200 with an HTML page"));
+    }
+    if let Some(f) = classify_json_error(&text) {
+        return Err(f);
+    }
+    Ok(text)
+}
+
+#[derive(Deserialize)]
+struct NewChatReply {
+    data: Option<NewChatData>,
+}
+
+#[derive(Deserialize)]
+struct NewChatData {
+    id: Option<String>,
+}
+
+/// `POST /api/v2/chats/new` -> the new chat's id.
+pub async fn new_chat(client: &UpstreamClient, creds: &Credentials<'_>, body: Vec<u8>) -> Result<String, Failure> {
+    let mut req = client.request("POST", "/api/v2/chats/new");
+    headers::apply(&mut req, &client.base, creds, "application/json");
+    let text = json_call(client, req, Bytes::from(body), SMALL_BODY).await?;
+    let reply: NewChatReply = serde_json::from_slice(&text)
+        .map_err(|_| Failure::new(FailureClass::Transient, "chats/new returned unreadable JSON"))?;
+    reply
+        .data
+        .and_then(|d| d.id)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| Failure::new(FailureClass::Transient, "chats/new returned no chat id"))
+}
+
+#[derive(Deserialize)]
+struct AuthReply {
+    token: Option<String>,
+    access_token: Option<String>,
+    data: Option<AuthData>,
+}
+
+#[derive(Deserialize)]
+struct AuthData {
+    token: Option<String>,
+}
+
+/// `GET /api/v1/auths/` with the browser cookie -> a token (protocol §2.3).
+pub async fn token_from_cookie(client: &UpstreamClient, cookie: &str) -> Result<String, Failure> {
+    let mut req = client.request("GET", "/api/v1/auths/");
+    headers::apply_cookie_only(&mut req, &client.base, cookie);
+    let text = json_call(client, req, Bytes::new(), SMALL_BODY).await?;
+    let reply: AuthReply = serde_json::from_slice(&text)
+        .map_err(|_| Failure::new(FailureClass::Transient, "auths returned unreadable JSON"))?;
+    reply
+        .token
+        .or(reply.access_token)
+        .or(reply.data.and_then(|d| d.token))
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Failure::new(FailureClass::Auth, "the cookie did not yield a token"))
+}
+
+/// `GET /api/models` (falling back to `/api/v2/models/`) -> the raw model objects.
+pub async fn list_models(client: &UpstreamClient, creds: &Credentials<'_>) -> Result<Vec<serde_json::Value>, Failure> {
+    let mut last = None;
+    for path in ["/api/models", "/api/v2/models/"] {
+        let mut req = client.request("GET", path);
+        headers::apply(&mut req, &client.base, creds, "application/json");
+        match json_call(client, req, Bytes::new(), MODELS_BODY).await {
+            Ok(text) => {
+                let v: serde_json::Value = serde_json::from_slice(&text).map_err(|_| {
+                    Failure::new(FailureClass::Transient, "models returned unreadable JSON")
+                })?;
+                let list = v
+                    .get("data")
+                    .and_then(|d| d.as_array().or_else(|| d.get("data").and_then(|x| x.as_array())));
+                if let Some(list) = list {
+                    return Ok(list.clone());
+                }
+                last = Some(Failure::new(FailureClass::Transient, "models reply has no list"));
+            }
+            Err(f) => last = Some(f),
+        }
+    }
+    Err(last.unwrap_or_else(|| Failure::new(FailureClass::Transient, "no models")))
+}

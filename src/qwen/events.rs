@@ -1,0 +1,165 @@
+//! Upstream SSE event payloads (protocol §5), deserialised into borrowed structs: unknown keys
+//! are skipped without building a tree, and strings without escapes are not copied.
+
+use std::borrow::Cow;
+
+use serde::de::{IgnoredAny, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawEvent<'a> {
+    #[serde(borrow, default, deserialize_with = "first_choice")]
+    pub choices: Option<RawChoice<'a>>,
+    pub usage: Option<RawUsage>,
+    #[serde(borrow)]
+    pub error: Option<RawError<'a>>,
+    pub success: Option<bool>,
+    #[serde(borrow)]
+    pub data: Option<RawData<'a>>,
+    #[serde(rename = "response.created")]
+    pub created: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawChoice<'a> {
+    #[serde(borrow)]
+    pub delta: Option<RawDelta<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawDelta<'a> {
+    #[serde(borrow)]
+    pub content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub phase: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub status: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub extra: Option<RawExtra<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawExtra<'a> {
+    #[serde(borrow)]
+    pub summary_thought: Option<RawContentList<'a>>,
+    pub web_search_info: Option<Vec<SearchItem>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawContentList<'a> {
+    #[serde(borrow, default)]
+    pub content: Vec<Cow<'a, str>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct SearchItem {
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub hostname: String,
+    #[serde(default)]
+    pub snippet: String,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+pub struct RawUsage {
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    pub output_tokens_details: Option<RawOutputDetails>,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+pub struct RawOutputDetails {
+    pub reasoning_tokens: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawError<'a> {
+    #[serde(borrow)]
+    pub code: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub message: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub details: Option<Cow<'a, str>>,
+}
+
+/// The `data` of a `{"success":false,"data":{...}}` envelope; also the nested
+/// `{"data":{"error":{...}}}` variant.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawData<'a> {
+    #[serde(borrow)]
+    pub code: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub details: Option<Cow<'a, str>>,
+    pub num: Option<serde_json::Number>,
+    #[serde(borrow)]
+    pub error: Option<RawError<'a>>,
+}
+
+/// The upstream always sends one choice; keeping only the first avoids a Vec per event.
+fn first_choice<'de, D>(d: D) -> Result<Option<RawChoice<'de>>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<RawChoice<'de>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of choices")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let first = seq.next_element::<RawChoice<'de>>()?;
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(first)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+pub fn parse(data: &[u8]) -> Result<RawEvent<'_>, serde_json::Error> {
+    serde_json::from_slice(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answer_delta() {
+        let e = parse(br#"{"choices":[{"delta":{"role":"assistant","content":"Hi \u00e9","phase":"answer","status":"typing"}}],"response_id":"r","usage":{"input_tokens":10,"output_tokens":2,"output_tokens_details":{"reasoning_tokens":1}}}"#).unwrap();
+        let d = e.choices.unwrap().delta.unwrap();
+        assert_eq!(d.content.as_deref(), Some("Hi é"));
+        assert_eq!(d.phase.as_deref(), Some("answer"));
+        let u = e.usage.unwrap();
+        assert_eq!((u.input_tokens, u.output_tokens), (Some(10), Some(2)));
+    }
+
+    #[test]
+    fn created_summary_search_and_errors() {
+        assert!(parse(br#"{"response.created":{"chat_id":"c"}}"#).unwrap().created.is_some());
+        let e = parse(br#"{"choices":[{"delta":{"phase":"thinking_summary","extra":{"summary_thought":{"content":["a","b"]}}}}]}"#).unwrap();
+        let d = e.choices.unwrap().delta.unwrap();
+        assert_eq!(d.extra.unwrap().summary_thought.unwrap().content, vec!["a", "b"]);
+        let e = parse(br#"{"choices":[{"delta":{"name":"web_search","extra":{"web_search_info":[{"url":"u","title":"t"}]}}}]}"#).unwrap();
+        let info = e.choices.unwrap().delta.unwrap().extra.unwrap().web_search_info.unwrap();
+        assert_eq!(info[0].url, "u");
+        let e = parse(br#"{"success":false,"data":{"code":"RateLimited","num":2,"details":"x"}}"#).unwrap();
+        assert_eq!(e.success, Some(false));
+        assert_eq!(e.data.unwrap().code.as_deref(), Some("RateLimited"));
+        let e = parse(br#"{"error":{"code":"internal_error","message":"quota"}}"#).unwrap();
+        assert_eq!(e.error.unwrap().code.as_deref(), Some("internal_error"));
+        assert!(parse(br#"{"choices":null}"#).unwrap().choices.is_none());
+    }
+}

@@ -1,0 +1,325 @@
+//! One attempt on one identity: create the chat, open the completion, convert until the first
+//! output (nothing is written downstream before that), then commit and stream to the end.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use pingora::proxy::Session;
+use tokio::time::Instant;
+
+use crate::context::RequestCtx;
+use crate::convert::classify::{classify_json_error, classify_status, looks_like_html, Failure, FailureClass};
+use crate::convert::request::ChatPlan;
+use crate::convert::stream::{prompt_estimate, ConvertOptions, Converter, Sink, Step};
+use crate::gateway::Gateway;
+use crate::openai::chunks::StreamEncoder;
+use crate::openai::completion::Aggregator;
+use crate::pool::Identity;
+use crate::qwen::api;
+use crate::qwen::body::{completion_body, new_chat_body, MessageIds};
+use crate::qwen::client::Exchange;
+use crate::qwen::headers::{self, Credentials};
+use crate::respond;
+use crate::sse::SseDecoder;
+
+pub enum Outcome {
+    /// A response was written (success, or an error event inside a committed stream).
+    Served,
+    /// Nothing was written downstream; another identity may be tried.
+    Failed(Failure),
+    ClientGone,
+}
+
+/// A bound for error bodies and non-SSE replies: enough for any JSON envelope or WAF page.
+const ERROR_BODY_LIMIT: usize = 256 * 1024;
+
+fn now() -> (u64, u64) {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    (d.as_secs(), d.as_millis() as u64)
+}
+
+pub async fn run(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    plan: &ChatPlan,
+    identity: &Identity,
+    deadline: Instant,
+) -> Outcome {
+    let Some(token) = identity.token() else {
+        return Outcome::Failed(Failure::new(FailureClass::Auth, "the identity has no token"));
+    };
+    let creds = Credentials {
+        token: &token,
+        cookie: identity.cookie.as_deref(),
+    };
+    let (secs, millis) = now();
+    let open = async {
+        let chat_id = api::new_chat(&gw.upstream, &creds, new_chat_body(plan, millis)).await?;
+        let path = format!("/api/v2/chat/completions?chat_id={chat_id}");
+        let mut req = gw.upstream.request("POST", &path);
+        headers::apply(&mut req, &gw.upstream.base, &creds, "text/event-stream");
+        let body = completion_body(plan, &chat_id, &MessageIds::random(), secs);
+        gw.upstream.send(req, Bytes::from(body)).await
+    };
+    let ex = tokio::select! {
+        r = tokio::time::timeout_at(deadline, open) => match r {
+            Ok(Ok(ex)) => ex,
+            Ok(Err(f)) => return Outcome::Failed(f),
+            Err(_) => return Outcome::Failed(Failure::new(FailureClass::Timeout, "total time limit reached")),
+        },
+        _ = client_gone(session) => return Outcome::ClientGone,
+    };
+    let mut ex = match check_reply(gw, ex).await {
+        Ok(ex) => ex,
+        Err(f) => return Outcome::Failed(f),
+    };
+
+    let created = now().0;
+    let opts = ConvertOptions {
+        reasoning: gw.settings.reasoning_output,
+        search_mode: gw.settings.search_info_mode,
+        stop: plan.stop.clone(),
+        max_tokens: plan.max_tokens,
+        prompt_estimate: prompt_estimate(&plan.prompt),
+    };
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    let mut relay = Relay {
+        gw,
+        decoder: SseDecoder::new(gw.settings.max_sse_line_bytes),
+        first_chunk: true,
+        deadline,
+    };
+    if plan.stream {
+        let enc = StreamEncoder::new(&id, created, &plan.requested_model, plan.include_usage);
+        let conv = Converter::new(enc, opts);
+        relay.stream(session, ctx, ex, conv).await
+    } else {
+        let conv = Converter::new(Aggregator::default(), opts);
+        match relay.pump(session, &mut ex, conv, |_| false).await {
+            Pumped::Finished(conv) => {
+                relay.release(ex).await;
+                ctx.mark_first_token();
+                ctx.status = 200;
+                let body = conv.sink().to_json(&id, created, &plan.requested_model);
+                match respond::json(session, 200, body, &ctx.request_id).await {
+                    Ok(()) => Outcome::Served,
+                    Err(_) => Outcome::ClientGone,
+                }
+            }
+            Pumped::Failed(_, f) => {
+                gw.upstream.abort(ex).await;
+                Outcome::Failed(f)
+            }
+            Pumped::Committed(_) => unreachable!("aggregation never commits early"),
+            Pumped::ClientGone => {
+                gw.upstream.abort(ex).await;
+                Outcome::ClientGone
+            }
+        }
+    }
+}
+
+/// Turns a non-200 or non-SSE completion reply into a classified failure.
+async fn check_reply(gw: &Gateway, mut ex: Exchange) -> Result<Exchange, Failure> {
+    if ex.status == 200 && ex.is_event_stream() {
+        return Ok(ex);
+    }
+    let status = ex.status;
+    let retry_after = ex.retry_after();
+    let body = ex.read_to_end(ERROR_BODY_LIMIT).await;
+    gw.upstream.abort(ex).await;
+    let body = body?;
+    if status != 200 {
+        return Err(classify_status(status, retry_after, &body));
+    }
+    if looks_like_html(&body) {
+        return Err(Failure::new(FailureClass::Waf, "HTTP 200 with an HTML page"));
+    }
+    Err(classify_json_error(&body).unwrap_or_else(|| {
+        Failure::new(FailureClass::Transient, "the completion reply was not an event stream")
+    }))
+}
+
+/// Resolves when the downstream client closes its connection.
+async fn client_gone(session: &mut Session) {
+    loop {
+        match session.downstream_session.read_body_or_idle(true).await {
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
+enum Pumped<S: Sink> {
+    /// The converter finished the answer.
+    Finished(Converter<S>),
+    /// The commit predicate fired; the caller continues streaming.
+    Committed(Converter<S>),
+    Failed(Converter<S>, Failure),
+    ClientGone,
+}
+
+struct Relay<'a> {
+    gw: &'a Gateway,
+    decoder: SseDecoder,
+    first_chunk: bool,
+    deadline: Instant,
+}
+
+impl Relay<'_> {
+    /// Reads and converts upstream chunks until the answer ends, fails, or `commit` says the
+    /// output so far should be sent.
+    async fn pump<S: Sink>(
+        &mut self,
+        session: &mut Session,
+        ex: &mut Exchange,
+        mut conv: Converter<S>,
+        commit: impl Fn(&Converter<S>) -> bool,
+    ) -> Pumped<S> {
+        loop {
+            let read = tokio::select! {
+                r = tokio::time::timeout_at(self.deadline, ex.read()) => r,
+                _ = client_gone(session) => return Pumped::ClientGone,
+            };
+            let step = match read {
+                Err(_) => Step::Failed(Failure::new(FailureClass::Timeout, "total time limit reached")),
+                Ok(Err(f)) => Step::Failed(f),
+                Ok(Ok(Some(chunk))) => self.feed(&mut conv, &chunk),
+                Ok(Ok(None)) => {
+                    let mut step = Step::Continue;
+                    self.decoder.finish(|ev| {
+                        if step == Step::Continue {
+                            step = conv.on_event(ev);
+                        }
+                    });
+                    if step == Step::Continue {
+                        step = conv.on_eof();
+                    }
+                    step
+                }
+            };
+            match step {
+                Step::Continue => {
+                    if commit(&conv) {
+                        return Pumped::Committed(conv);
+                    }
+                }
+                Step::Done => return Pumped::Finished(conv),
+                Step::Failed(f) => return Pumped::Failed(conv, f),
+            }
+        }
+    }
+
+    fn feed<S: Sink>(&mut self, conv: &mut Converter<S>, chunk: &[u8]) -> Step {
+        if std::mem::take(&mut self.first_chunk) && looks_like_html(chunk) {
+            return Step::Failed(Failure::new(
+                FailureClass::Waf,
+                "an HTML page where the event stream should be",
+            ));
+        }
+        let mut step = Step::Continue;
+        let fed = self.decoder.feed(chunk, |ev| {
+            if step == Step::Continue {
+                step = conv.on_event(ev);
+            }
+        });
+        if let Err(crate::sse::SseError::LineTooLong { limit }) = fed {
+            if step == Step::Continue {
+                step = Step::Failed(Failure::new(
+                    FailureClass::Transient,
+                    format!("an upstream event line exceeded {limit} bytes"),
+                ));
+            }
+        }
+        step
+    }
+
+    /// Streams to the client: waits for the first output, commits the 200, then relays.
+    async fn stream(
+        &mut self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        mut ex: Exchange,
+        conv: Converter<StreamEncoder>,
+    ) -> Outcome {
+        let mut conv = match self.pump(session, &mut ex, conv, |c| c.has_output()).await {
+            Pumped::Committed(c) | Pumped::Finished(c) => c,
+            Pumped::Failed(_, f) => {
+                self.gw.upstream.abort(ex).await;
+                return Outcome::Failed(f);
+            }
+            Pumped::ClientGone => {
+                self.gw.upstream.abort(ex).await;
+                return Outcome::ClientGone;
+            }
+        };
+        let Ok(header) = respond::sse_header(&ctx.request_id) else {
+            self.gw.upstream.abort(ex).await;
+            return Outcome::Failed(Failure::new(FailureClass::Transient, "header build failed"));
+        };
+        ctx.status = 200;
+        ctx.mark_first_token();
+        if session.write_response_header(header, false).await.is_err() {
+            self.gw.upstream.abort(ex).await;
+            return Outcome::ClientGone;
+        }
+        loop {
+            let out = conv.sink_mut().take();
+            if conv.is_done() {
+                let written = session.write_response_body(Some(out), true).await;
+                self.release(ex).await;
+                return if written.is_ok() {
+                    Outcome::Served
+                } else {
+                    Outcome::ClientGone
+                };
+            }
+            if !out.is_empty() && session.write_response_body(Some(out), false).await.is_err() {
+                self.gw.upstream.abort(ex).await;
+                return Outcome::ClientGone;
+            }
+            conv = match self.pump(session, &mut ex, conv, |c| c.sink().pending() > 0).await {
+                Pumped::Committed(c) | Pumped::Finished(c) => c,
+                Pumped::Failed(mut c, f) => {
+                    self.gw.upstream.abort(ex).await;
+                    log::warn!(
+                        "request {} stream failed after commit: {} ({})",
+                        ctx.request_id,
+                        f.class.as_str(),
+                        f.detail
+                    );
+                    ctx.error_class = Some(f.class.as_str());
+                    c.sink_mut().error(&f.to_api_error());
+                    let _ = session.write_response_body(Some(c.sink_mut().take()), true).await;
+                    return Outcome::Served;
+                }
+                Pumped::ClientGone => {
+                    self.gw.upstream.abort(ex).await;
+                    return Outcome::ClientGone;
+                }
+            };
+        }
+    }
+
+    /// Drains what is left of a finished upstream body (briefly) so the connection can be
+    /// pooled; a body that keeps going is cut instead.
+    async fn release(&mut self, mut ex: Exchange) {
+        let drained = tokio::time::timeout(std::time::Duration::from_millis(250), async {
+            let mut n = 0usize;
+            while let Ok(Some(b)) = ex.read().await {
+                n += b.len();
+                if n > ERROR_BODY_LIMIT {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+        if matches!(drained, Ok(true)) {
+            self.gw.upstream.release(ex).await;
+        } else {
+            self.gw.upstream.abort(ex).await;
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The upstream exchange for chat completions, served from `request_filter` with Pingora's own
+//! client ("pattern D" in pingora-notes §13) instead of Pingora's proxy path.
+//!
+//! Why: the upstream answers HTTP 200 for most failures (empty streams, error envelopes,
+//! moderation, WAF pages) and Pingora's proxy path must commit the client's status line before
+//! the body filters can see any of that. Here nothing is written downstream until the first
+//! piece of real output has been converted, so an early failure still gets a truthful status
+//! and a retry on another identity, for request bodies of any size (the proxy path can only
+//! replay 64 KiB). Measured in §13 at no throughput cost against the proxy path.
+
+mod attempt;
+
+use pingora::proxy::Session;
+
+use crate::context::RequestCtx;
+use crate::convert::classify::{Failure, FailureClass};
+use crate::convert::request::ChatPlan;
+use crate::gateway::Gateway;
+use crate::openai::error::ApiError;
+use crate::pool::{Identity, InFlight};
+use crate::respond;
+
+pub use attempt::Outcome;
+
+pub async fn run(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    plan: &ChatPlan,
+    ephemeral: Option<Identity>,
+) -> Result<(), ApiError> {
+    // Detect a client that goes away while we wait on the upstream.
+    session.downstream_session.set_abort_on_close(true);
+    let deadline = tokio::time::Instant::now() + gw.settings.total_timeout;
+    let mut tried: Vec<usize> = Vec::new();
+    let mut last: Option<Failure> = None;
+    let ephemeral = ephemeral.map(std::sync::Arc::new);
+    let max_attempts = 1 + gw.settings.upstream_retries;
+    for _ in 0..max_attempts {
+        let identity = match &ephemeral {
+            Some(e) if tried.is_empty() => e.clone(),
+            Some(_) => break,
+            None => match gw.pool.pick(&tried) {
+                Some(i) => i,
+                None => break,
+            },
+        };
+        tried.push(identity.id);
+        ctx.attempts += 1;
+        ctx.identity = Some(identity.label.clone());
+        let guard = InFlight::new(identity.clone());
+        let outcome = attempt::run(gw, session, ctx, plan, guard.identity(), deadline).await;
+        match outcome {
+            Outcome::Served => {
+                gw.pool.report(&identity, Ok(()));
+                return Ok(());
+            }
+            Outcome::ClientGone => {
+                ctx.status = 499;
+                return Ok(());
+            }
+            Outcome::Failed(f) => {
+                log::warn!(
+                    "request {} attempt {} on {} failed: {} ({})",
+                    ctx.request_id,
+                    ctx.attempts,
+                    identity.label,
+                    f.class.as_str(),
+                    f.detail
+                );
+                gw.pool.report(&identity, Err(f.class));
+                ctx.error_class = Some(f.class.as_str());
+                let retry = !matches!(f.class, FailureClass::Moderation);
+                last = Some(f);
+                if !retry || tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+            }
+        }
+    }
+    let err = match last {
+        Some(f) => f.to_api_error(),
+        None => ApiError::new(
+            503,
+            "upstream_error",
+            "no_upstream_identity",
+            "No upstream account is ready to serve this request.",
+        )
+        .with_retry_after(5),
+    };
+    ctx.status = err.status;
+    // A client that already left cannot be told; the access log still records the status.
+    let _ = respond::error(session, &err, &ctx.request_id).await;
+    Ok(())
+}

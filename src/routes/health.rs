@@ -1,0 +1,80 @@
+//! `GET /health`: status, version, a configuration summary without secrets, and token state.
+
+use pingora::proxy::Session;
+use serde_json::json;
+
+use crate::context::RequestCtx;
+use crate::gateway::Gateway;
+use crate::openai::error::ApiError;
+use crate::respond;
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+pub fn report(gw: &Gateway) -> serde_json::Value {
+    let s = &gw.settings;
+    let now = now_secs();
+    let ids: Vec<serde_json::Value> = gw
+        .pool
+        .all()
+        .iter()
+        .map(|id| {
+            let exp = id.expires_at();
+            let has = id.token().is_some();
+            json!({
+                "id": id.label,
+                "has_token": has,
+                "token_valid": has && (exp == 0 || exp > now),
+                "expires_at": (exp > 0).then_some(exp),
+                "remaining_secs": (exp > 0).then(|| (exp - now).max(0)),
+                "in_flight": id.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+                "last_error": id.last_error(),
+            })
+        })
+        .collect();
+    let valid = ids.iter().filter(|i| i["token_valid"] == true).count();
+    let status = if !s.server_mode || valid > 0 { "ok" } else { "degraded" };
+    let soonest = gw
+        .pool
+        .all()
+        .iter()
+        .map(|i| i.expires_at())
+        .filter(|e| *e > 0)
+        .min();
+    json!({
+        "status": status,
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": gw.started.elapsed().as_secs(),
+        "config": {
+            "server_mode": s.server_mode,
+            "api_key_enabled": !s.api_keys.is_empty(),
+            "debug_mode": s.debug_mode,
+            "auto_refresh_token": s.auto_refresh_token,
+            "output_think": s.reasoning_output != crate::config::ReasoningOutput::Hidden,
+            "search_info_mode": format!("{:?}", s.search_info_mode).to_lowercase(),
+            "simple_model_map": s.simple_model_map,
+            "upstream": gw.upstream.base.origin(),
+        },
+        "token": {
+            "valid": valid > 0,
+            "expires_at": soonest,
+            "remaining_secs": soonest.map(|e| (e - now).max(0)),
+        },
+        "identities": {
+            "total": ids.len(),
+            "with_valid_token": valid,
+            "list": ids,
+        },
+    })
+}
+
+pub async fn handle(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), ApiError> {
+    let body = serde_json::to_vec(&report(gw)).expect("json value serialises");
+    ctx.status = 200;
+    respond::json(session, 200, body, &ctx.request_id)
+        .await
+        .map_err(|_| ApiError::new(500, "server_error", "write_failed", "write failed"))
+}

@@ -1,0 +1,74 @@
+//! Every downstream route is answered from `request_filter`: local ones directly, chat
+//! completions through the relay (see `relay` for why the proxy path is not used for them).
+
+pub mod chat;
+pub mod health;
+pub mod models;
+
+use pingora::proxy::Session;
+
+use crate::auth::{self, Caller, ClientCredentials};
+use crate::context::RequestCtx;
+use crate::gateway::Gateway;
+use crate::openai::error::ApiError;
+use crate::respond;
+
+/// Authenticates an API request; in client mode also returns the caller's upstream credentials.
+pub fn authenticate(
+    gw: &Gateway,
+    session: &Session,
+) -> Result<(Caller, Option<ClientCredentials>), ApiError> {
+    let h = &session.req_header().headers;
+    let authz = h.get("authorization").and_then(|v| v.to_str().ok());
+    let xkey = h.get("x-api-key").and_then(|v| v.to_str().ok());
+    let presented = auth::presented_key(authz, xkey);
+    if gw.settings.server_mode {
+        return Ok((auth::identify(&gw.settings.api_keys, presented)?, None));
+    }
+    let (key, creds) = auth::split_client_mode(presented.unwrap_or(""));
+    let key = (!key.is_empty()).then_some(key);
+    let caller = auth::identify(&gw.settings.api_keys, key)?;
+    Ok((caller, Some(creds)))
+}
+
+/// Dispatches one request; always answers it, so the proxy never goes upstream on its own.
+pub async fn handle(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<()> {
+    let method = session.req_header().method.as_str().to_string();
+    let path = session.req_header().uri.path().to_string();
+    let result = match (method.as_str(), path.as_str()) {
+        ("POST", "/v1/chat/completions") => {
+            ctx.route = "chat";
+            chat::handle(gw, session, ctx).await
+        }
+        ("GET", "/v1/models") => {
+            ctx.route = "models";
+            models::handle(gw, session, ctx, true).await
+        }
+        ("GET", "/models") => {
+            ctx.route = "models_open";
+            models::handle(gw, session, ctx, false).await
+        }
+        ("GET", "/health") | ("GET", "/healthz") => {
+            ctx.route = "health";
+            health::handle(gw, session, ctx).await
+        }
+        (_, "/v1/chat/completions" | "/v1/models" | "/models" | "/health") => {
+            ctx.route = "method_not_allowed";
+            Err(ApiError::new(
+                405,
+                "invalid_request_error",
+                "method_not_allowed",
+                format!("{method} is not allowed on {path}."),
+            ))
+        }
+        _ => {
+            ctx.route = "not_found";
+            Err(ApiError::not_found(format!("Unknown route: {method} {path}")))
+        }
+    };
+    if let Err(e) = result {
+        ctx.status = e.status;
+        respond::error(session, &e, &ctx.request_id).await?;
+    }
+    Ok(())
+}
