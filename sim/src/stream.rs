@@ -1,0 +1,71 @@
+//! Writes a [`Plan`] to the client: one flushed chunk per frame, with the configured pauses.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use pingora::protocols::http::ServerSession;
+
+use crate::http::{self, Outcome};
+use crate::render::{End, Frame, Plan};
+use crate::replies;
+
+/// Gap between the two halves of a split event: long enough to land in separate reads.
+const SPLIT_PAUSE: Duration = Duration::from_millis(5);
+
+async fn write(s: &mut ServerSession, b: Bytes) -> bool {
+    s.write_response_body(b, false).await.is_ok()
+}
+
+async fn finish(s: &mut ServerSession, end: End) -> Outcome {
+    match end {
+        End::Finish => Outcome::from_write(s.write_response_body(Bytes::new(), true).await.is_ok()),
+        End::Disconnect => Outcome::Close,
+        End::Hang => {
+            replies::hang(s).await;
+            Outcome::Close
+        }
+    }
+}
+
+pub async fn stream_plan(s: &mut ServerSession, plan: &Plan, delay_ms: u64, gzip: bool) -> Outcome {
+    if !http::start_sse(s, gzip).await {
+        return Outcome::Close;
+    }
+    if gzip {
+        // A compressed stream is only useful as a whole; timing faults do not apply.
+        let chunks = plan.chunks();
+        let mut all = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+        for c in &chunks {
+            all.extend_from_slice(c);
+        }
+        if !write(s, http::gzip(&all)).await {
+            return Outcome::Close;
+        }
+        return finish(s, plan.end).await;
+    }
+    let delay = Duration::from_millis(delay_ms);
+    let mut first = true;
+    for frame in &plan.frames {
+        let data = matches!(frame, Frame::Data(_) | Frame::Split(..));
+        if data && !first && delay_ms > 0 {
+            tokio::time::sleep(delay).await;
+        }
+        first &= !data;
+        let ok = match frame {
+            Frame::Data(b) => write(s, b.clone()).await,
+            Frame::Split(b, at) => {
+                let ok = write(s, b.slice(..*at)).await;
+                tokio::time::sleep(SPLIT_PAUSE).await;
+                ok && write(s, b.slice(*at..)).await
+            }
+            Frame::Pause(ms) => {
+                tokio::time::sleep(Duration::from_millis(*ms)).await;
+                true
+            }
+        };
+        if !ok {
+            return Outcome::Close;
+        }
+    }
+    finish(s, plan.end).await
+}
