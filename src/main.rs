@@ -15,12 +15,27 @@ struct Cli {
     /// A settings file: KEY=VALUE lines, or a JSON object (config.json). Environment wins.
     #[arg(long, value_name = "PATH", env = "QWEN_GATEWAY_CONFIG")]
     env_file: Option<String>,
+    /// Run only the simulated upstream (for tests and benchmarks), on --sim-listen.
+    #[arg(long)]
+    sim_only: bool,
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8001")]
+    sim_listen: String,
+    /// A simulated account, EMAIL:PASSWORD (repeatable; default: one demo account).
+    #[arg(long, value_name = "EMAIL:PASSWORD")]
+    sim_account: Vec<String>,
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    sim_delta_delay_ms: u64,
+    #[arg(long, value_name = "N")]
+    sim_answer_deltas: Option<usize>,
     #[command(flatten)]
     pingora: Opt,
 }
 
 fn main() {
     let cli = Cli::parse();
+    if cli.sim_only {
+        run_sim(cli);
+    }
     let file = match &cli.env_file {
         None => HashMap::new(),
         Some(path) => match std::fs::read_to_string(path) {
@@ -51,6 +66,45 @@ fn main() {
     };
     log::info!("qwen-gateway {} listening on {listen}", env!("CARGO_PKG_VERSION"));
     server.run_forever();
+}
+
+#[cfg(feature = "demo")]
+fn run_sim(cli: Cli) -> ! {
+    env_logger::Builder::new()
+        .parse_filters(&std::env::var("LOG_LEVEL").unwrap_or_else(|_| "warn".into()))
+        .init();
+    let mut cfg = qwen_sim::SimConfig {
+        delta_delay_ms: cli.sim_delta_delay_ms,
+        answer_deltas: cli.sim_answer_deltas,
+        ..Default::default()
+    };
+    if !cli.sim_account.is_empty() {
+        cfg.accounts = cli
+            .sim_account
+            .iter()
+            .map(|a| match a.split_once(':') {
+                Some((e, p)) => (e.to_string(), p.to_string()),
+                None => fail(&format!("--sim-account {a:?} must be EMAIL:PASSWORD")),
+            })
+            .collect();
+    }
+    let sim = qwen_sim::Sim::new(cfg);
+    let conf = pingora::server::configuration::ServerConf {
+        threads: 2,
+        ..Default::default()
+    };
+    let mut server = pingora::server::Server::new_with_opt_and_conf(Some(cli.pingora), conf);
+    server.bootstrap();
+    server.add_service(sim.service(&cli.sim_listen));
+    println!("qwen-sim listening on {}", cli.sim_listen);
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    server.run_forever();
+}
+
+#[cfg(not(feature = "demo"))]
+fn run_sim(_: Cli) -> ! {
+    fail("this build has no simulated upstream (built without the `demo` feature)")
 }
 
 fn fail(msg: &str) -> ! {

@@ -29,6 +29,12 @@ impl ProxyHttp for QwenProxy {
         RequestCtx::default()
     }
 
+    async fn early_request_filter(&self, session: &mut Session, _: &mut RequestCtx) -> Result<()> {
+        // Requests pipelined behind this one are answered in order instead of being dropped.
+        session.downstream_session.set_pipelining_enabled(true);
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         routes::handle(&self.gw, session, ctx).await?;
         Ok(true)

@@ -197,5 +197,5 @@ pub async fn handle(sim: &Inner, s: &mut ServerSession, req: &Request) -> Outcom
     let delay = faults
         .delay_ms
         .unwrap_or_else(|| sim.runtime.delta_delay_ms());
-    stream_plan(s, &p.plan, delay, faults.gzip).await
+    stream_plan(s, &p.plan, delay, faults.gzip, &sim.state.counters).await
 }

@@ -121,15 +121,23 @@ pub async fn early(session: &mut ServerSession, reply: EarlyReply, gzip: bool) -
 }
 
 /// Blocks until the client closes the connection (or a generous limit passes).
-pub async fn hang(session: &mut ServerSession) {
-    let _ = tokio::time::timeout(HANG_LIMIT, session.read_body_or_idle(true)).await;
+/// Waits, silent, until the client goes away (true) or the hang limit passes (false).
+pub async fn hang(session: &mut ServerSession) -> bool {
+    session.set_abort_on_close(true);
+    loop {
+        match tokio::time::timeout(HANG_LIMIT, session.read_body_or_idle(true)).await {
+            Err(_) => return false,
+            Ok(Ok(Some(_))) => continue,
+            Ok(_) => return true,
+        }
+    }
 }
 
 /// Applies the faults that act before a normal response: `no_headers`, `slow_headers` and
 /// the canned replies. `Some` means the request has been answered (or abandoned).
 pub async fn before_response(session: &mut ServerSession, faults: &Faults) -> Option<Outcome> {
     if faults.no_headers {
-        hang(session).await;
+        let _ = hang(session).await;
         return Some(Outcome::Close);
     }
     if let Some(ms) = faults.slow_headers_ms {

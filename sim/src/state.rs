@@ -22,6 +22,8 @@ pub struct Counters {
     pub chats_created: AtomicU64,
     pub chats_deleted: AtomicU64,
     pub completions: AtomicU64,
+    /// Completion streams whose client (the gateway) went away before the stream ended.
+    pub streams_aborted_by_client: AtomicU64,
 }
 
 impl Counters {
@@ -37,6 +39,7 @@ impl Counters {
             &self.chats_created,
             &self.chats_deleted,
             &self.completions,
+            &self.streams_aborted_by_client,
         ] {
             c.store(0, Ordering::Relaxed);
         }
@@ -199,6 +202,7 @@ impl SimState {
             "models_calls": get(&c.models_calls), "chats_created": get(&c.chats_created),
             "chats_deleted": get(&c.chats_deleted), "live_chats": live,
             "completions": get(&c.completions),
+            "streams_aborted_by_client": get(&c.streams_aborted_by_client),
         });
         let (per_account, last, completions, requests) = {
             let logs = self.logs();

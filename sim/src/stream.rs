@@ -8,6 +8,7 @@ use pingora::protocols::http::ServerSession;
 use crate::http::{self, Outcome};
 use crate::render::{End, Frame, Plan};
 use crate::replies;
+use crate::state::Counters;
 
 /// Gap between the two halves of a split event: long enough to land in separate reads.
 const SPLIT_PAUSE: Duration = Duration::from_millis(5);
@@ -16,18 +17,26 @@ async fn write(s: &mut ServerSession, b: Bytes) -> bool {
     s.write_response_body(b, false).await.is_ok()
 }
 
-async fn finish(s: &mut ServerSession, end: End) -> Outcome {
+async fn finish(s: &mut ServerSession, end: End, counters: &Counters) -> Outcome {
     match end {
         End::Finish => Outcome::from_write(s.write_response_body(Bytes::new(), true).await.is_ok()),
         End::Disconnect => Outcome::Close,
         End::Hang => {
-            replies::hang(s).await;
+            if replies::hang(s).await {
+                Counters::bump(&counters.streams_aborted_by_client);
+            }
             Outcome::Close
         }
     }
 }
 
-pub async fn stream_plan(s: &mut ServerSession, plan: &Plan, delay_ms: u64, gzip: bool) -> Outcome {
+pub async fn stream_plan(
+    s: &mut ServerSession,
+    plan: &Plan,
+    delay_ms: u64,
+    gzip: bool,
+    counters: &Counters,
+) -> Outcome {
     if !http::start_sse(s, gzip).await {
         return Outcome::Close;
     }
@@ -41,7 +50,7 @@ pub async fn stream_plan(s: &mut ServerSession, plan: &Plan, delay_ms: u64, gzip
         if !write(s, http::gzip(&all)).await {
             return Outcome::Close;
         }
-        return finish(s, plan.end).await;
+        return finish(s, plan.end, counters).await;
     }
     let delay = Duration::from_millis(delay_ms);
     let mut first = true;
@@ -64,8 +73,9 @@ pub async fn stream_plan(s: &mut ServerSession, plan: &Plan, delay_ms: u64, gzip
             }
         };
         if !ok {
+            Counters::bump(&counters.streams_aborted_by_client);
             return Outcome::Close;
         }
     }
-    finish(s, plan.end).await
+    finish(s, plan.end, counters).await
 }

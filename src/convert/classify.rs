@@ -107,10 +107,27 @@ impl Failure {
     }
 }
 
-/// HTML where JSON or SSE was expected: a WAF or captcha page.
+/// HTML where JSON or SSE was expected.
 pub fn looks_like_html(body: &[u8]) -> bool {
     let t = body.trim_ascii_start();
     t.first() == Some(&b'<')
+}
+
+/// Marks of the upstream's anti-bot pages (protocol §1.3), as opposed to any other HTML
+/// such as a load balancer's error page.
+const WAF_MARKS: &[&str] = &[
+    "aliyun_waf", "captcha", "awsc", "x5sec", "baxia", "punish", "verify", "验证",
+];
+
+/// Classifies an HTML body: a WAF page, or some other page from something in between.
+pub fn classify_html(status: u16, body: &[u8]) -> Failure {
+    let head = &body[..body.len().min(64 * 1024)];
+    let text = String::from_utf8_lossy(head).to_lowercase();
+    if WAF_MARKS.iter().any(|m| text.contains(m)) {
+        Failure::new(FailureClass::Waf, format!("HTTP {status} with a verification page"))
+    } else {
+        Failure::new(FailureClass::Transient, format!("HTTP {status} with an HTML page"))
+    }
 }
 
 /// Classifies a business-error code or text from an envelope, error event or status body.
@@ -137,7 +154,10 @@ pub fn classify_code(code: &str, text: &str) -> FailureClass {
 /// Classifies a non-200 upstream reply from its status, headers and (bounded) body.
 pub fn classify_status(status: u16, retry_after: Option<u64>, body: &[u8]) -> Failure {
     if looks_like_html(body) {
-        return Failure::new(FailureClass::Waf, format!("HTTP {status} with an HTML page"));
+        let f = classify_html(status, body);
+        if f.class == FailureClass::Waf || status == 200 {
+            return f;
+        }
     }
     let (class, detail) = match status {
         401 | 403 => (FailureClass::Auth, format!("HTTP {status}")),
@@ -212,6 +232,10 @@ mod tests {
         assert_eq!(
             classify_status(403, None, b"<!doctype html><meta name=aliyun_waf_aa>").class,
             FailureClass::Waf
+        );
+        assert_eq!(
+            classify_status(502, None, b"<html><body>Bad Gateway</body></html>").class,
+            FailureClass::Transient
         );
         assert_eq!(classify_status(502, None, b"").class, FailureClass::Transient);
         assert_eq!(classify_status(504, None, b"").class, FailureClass::Timeout);

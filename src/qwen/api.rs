@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::convert::classify::{classify_json_error, classify_status, looks_like_html, Failure, FailureClass};
+use crate::convert::classify::{classify_html, classify_json_error, classify_status, looks_like_html, Failure, FailureClass};
 
 use super::client::UpstreamClient;
 use super::headers::{self, Credentials};
@@ -33,7 +33,7 @@ async fn json_call(
         return Err(classify_status(status, retry_after, &text));
     }
     if looks_like_html(&text) {
-        return Err(Failure::new(FailureClass::Waf, "HTTP 200 with an HTML page"));
+        return Err(classify_html(200, &text));
     }
     if let Some(f) = classify_json_error(&text) {
         return Err(f);

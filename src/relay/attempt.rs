@@ -8,7 +8,7 @@ use pingora::proxy::Session;
 use tokio::time::Instant;
 
 use crate::context::RequestCtx;
-use crate::convert::classify::{classify_json_error, classify_status, looks_like_html, Failure, FailureClass};
+use crate::convert::classify::{classify_html, classify_json_error, classify_status, looks_like_html, Failure, FailureClass};
 use crate::convert::request::ChatPlan;
 use crate::convert::stream::{prompt_estimate, ConvertOptions, Converter, Sink, Step};
 use crate::gateway::Gateway;
@@ -134,7 +134,7 @@ async fn check_reply(gw: &Gateway, mut ex: Exchange) -> Result<Exchange, Failure
         return Err(classify_status(status, retry_after, &body));
     }
     if looks_like_html(&body) {
-        return Err(Failure::new(FailureClass::Waf, "HTTP 200 with an HTML page"));
+        return Err(classify_html(200, &body));
     }
     Err(classify_json_error(&body).unwrap_or_else(|| {
         Failure::new(FailureClass::Transient, "the completion reply was not an event stream")
@@ -213,10 +213,8 @@ impl Relay<'_> {
 
     fn feed<S: Sink>(&mut self, conv: &mut Converter<S>, chunk: &[u8]) -> Step {
         if std::mem::take(&mut self.first_chunk) && looks_like_html(chunk) {
-            return Step::Failed(Failure::new(
-                FailureClass::Waf,
-                "an HTML page where the event stream should be",
-            ));
+            // An HTML page labelled as an event stream; its marks are near the top.
+            return Step::Failed(classify_html(200, chunk));
         }
         let mut step = Step::Continue;
         let fed = self.decoder.feed(chunk, |ev| {

@@ -1,0 +1,22 @@
+# The two commands the README starts with: `make demo` and `make test`.
+.PHONY: setup demo test lint bench
+
+# Installs what a fresh machine lacks: cmake (Pingora's zlib-ng build) and the Python SDK tests' packages.
+setup:
+	@command -v cmake >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq cmake; }
+	@python3 -c "import openai, pytest" 2>/dev/null || python3 -m pip install -q -r tests/python/requirements.txt
+
+demo: setup
+	cargo run --release -- --demo
+
+test: setup
+	cargo build --release --workspace
+	cargo test --release --workspace
+	python3 -m pytest -q tests/python
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --release --workspace --all-targets -- -D warnings
+
+bench:
+	cargo bench --bench convert

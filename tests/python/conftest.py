@@ -1,0 +1,56 @@
+"""Starts the real gateway binary in --demo mode (built-in simulated upstream) for SDK tests."""
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, "target", "release", "qwen-gateway")
+API_KEY = "sk-sdk-test-key"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def gateway():
+    if not os.path.exists(BIN):
+        subprocess.run(["cargo", "build", "--release"], cwd=ROOT, check=True)
+    port, sim_port = free_port(), free_port()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "SERVER_PORT": str(port),
+        "LISTEN_ADDRESS": "127.0.0.1",
+        "DEMO_SIM_PORT": str(sim_port),
+        "API_KEY": API_KEY,
+        "THREADS": "2",
+    }
+    log = open(os.path.join(ROOT, "target", "sdk-gateway.log"), "w")
+    proc = subprocess.Popen([BIN, "--demo"], env=env, stdout=log, stderr=log)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(base + "/health", timeout=1).read()
+            break
+        except Exception:
+            if proc.poll() is not None:
+                raise RuntimeError("gateway exited early")
+            time.sleep(0.1)
+    else:
+        raise RuntimeError("gateway did not start")
+    yield {"base_url": base + "/v1", "api_key": API_KEY, "sim": f"http://127.0.0.1:{sim_port}"}
+    # SIGINT is Pingora's fast exit; SIGTERM would wait out the graceful-shutdown period.
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
