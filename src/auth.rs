@@ -35,7 +35,10 @@ pub struct ClientCredentials {
 }
 
 /// The presented key, from `Authorization: Bearer` or `x-api-key`.
-pub fn presented_key<'a>(authorization: Option<&'a str>, x_api_key: Option<&'a str>) -> Option<&'a str> {
+pub fn presented_key<'a>(
+    authorization: Option<&'a str>,
+    x_api_key: Option<&'a str>,
+) -> Option<&'a str> {
     authorization
         .and_then(|v| {
             let v = v.trim();

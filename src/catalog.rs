@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use crate::convert::classify::Failure;
 use crate::pool::IdentityPool;
+use crate::qwen::api;
 use crate::qwen::client::UpstreamClient;
 use crate::qwen::headers::Credentials;
 use crate::qwen::models::{self, ModelInfo};
-use crate::qwen::api;
 
 pub type Models = Arc<Vec<ModelInfo>>;
 
@@ -87,7 +87,10 @@ impl ModelCatalog {
             }
             Err(f) => match self.stale() {
                 Some(m) => {
-                    log::warn!("model list refresh failed ({}); keeping the cached list", f.class.as_str());
+                    log::warn!(
+                        "model list refresh failed ({}); keeping the cached list",
+                        f.class.as_str()
+                    );
                     Ok(m)
                 }
                 None => Err(f),

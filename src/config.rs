@@ -118,9 +118,9 @@ pub fn parse_file(text: &str, json: bool) -> Result<HashMap<String, String>, Con
             continue;
         }
         let line = line.strip_prefix("export ").unwrap_or(line);
-        let (k, v) = line
-            .split_once('=')
-            .ok_or_else(|| ConfigError(format!("config file line {}: expected KEY=VALUE", n + 1)))?;
+        let (k, v) = line.split_once('=').ok_or_else(|| {
+            ConfigError(format!("config file line {}: expected KEY=VALUE", n + 1))
+        })?;
         let v = v.trim();
         let v = v
             .strip_prefix('"')
@@ -155,7 +155,9 @@ impl Source<'_> {
             Some(v) => match v.trim().to_ascii_lowercase().as_str() {
                 "1" | "true" | "yes" | "on" => Ok(true),
                 "0" | "false" | "no" | "off" => Ok(false),
-                _ => Err(ConfigError(format!("{key} must be true or false, got {v:?}"))),
+                _ => Err(ConfigError(format!(
+                    "{key} must be true or false, got {v:?}"
+                ))),
             },
         }
     }
@@ -199,17 +201,16 @@ impl Settings {
         let s = Source { env, file };
         let port: u16 = match s.first(&["SERVER_PORT", "PORT", "SERVICE_PORT"]) {
             None => 8000,
-            Some(p) => p
-                .trim()
-                .parse()
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| ConfigError(format!("SERVER_PORT must be a port number, got {p:?}")))?,
+            Some(p) => p.trim().parse().ok().filter(|p| *p > 0).ok_or_else(|| {
+                ConfigError(format!("SERVER_PORT must be a port number, got {p:?}"))
+            })?,
         };
-        let host = s
-            .get("LISTEN_ADDRESS")
-            .unwrap_or_else(|| "0.0.0.0".into());
-        let host = if host == "localhost" { "127.0.0.1".into() } else { host };
+        let host = s.get("LISTEN_ADDRESS").unwrap_or_else(|| "0.0.0.0".into());
+        let host = if host == "localhost" {
+            "127.0.0.1".into()
+        } else {
+            host
+        };
         let listen = if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]:{port}")
         } else {
@@ -233,7 +234,10 @@ impl Settings {
         crate::qwen::client::BaseUrl::parse(&base)
             .map_err(|e| ConfigError(format!("QWEN_BASE_URL is invalid: {e}")))?;
 
-        let mut cookies = s.get("COOKIE").map(|c| split_cookies(&c)).unwrap_or_default();
+        let mut cookies = s
+            .get("COOKIE")
+            .map(|c| split_cookies(&c))
+            .unwrap_or_default();
         if let Some(path) = s.get("COOKIE_FILE") {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| ConfigError(format!("COOKIE_FILE {path:?} cannot be read: {e}")))?;
@@ -387,7 +391,10 @@ mod tests {
     #[test]
     fn cookie_forms() {
         assert_eq!(split_cookies("a=1 |||b=2|||  "), vec!["a=1", "b=2"]);
-        assert_eq!(split_cookies("# comment\na=1\n\n b=2 \r\n"), vec!["a=1", "b=2"]);
+        assert_eq!(
+            split_cookies("# comment\na=1\n\n b=2 \r\n"),
+            vec!["a=1", "b=2"]
+        );
     }
 
     #[test]

@@ -7,7 +7,11 @@ use pingora::server::configuration::Opt;
 use qwen_gateway::config::{parse_file, Settings};
 
 #[derive(Parser, Debug)]
-#[command(name = "qwen-gateway", version, about = "OpenAI-compatible gateway for the Qwen web chat, on Pingora")]
+#[command(
+    name = "qwen-gateway",
+    version,
+    about = "OpenAI-compatible gateway for the Qwen web chat, on Pingora"
+)]
 struct Cli {
     /// Serve from the built-in simulated upstream (no Qwen account needed).
     #[arg(long)]
@@ -64,7 +68,10 @@ fn main() {
         Ok(s) => s,
         Err(e) => fail(&e),
     };
-    log::info!("qwen-gateway {} listening on {listen}", env!("CARGO_PKG_VERSION"));
+    log::info!(
+        "qwen-gateway {} listening on {listen}",
+        env!("CARGO_PKG_VERSION")
+    );
     server.run_forever();
 }
 

@@ -52,7 +52,9 @@ impl ProxyHttp for QwenProxy {
         let h = session.req_header();
         let line = ctx.access_line(h.method.as_str(), h.uri.path());
         match e {
-            Some(e) => log::info!(target: "access", "{line} downstream_error={}", e.etype().as_str()),
+            Some(e) => {
+                log::info!(target: "access", "{line} downstream_error={}", e.etype().as_str())
+            }
             None => log::info!(target: "access", "{line}"),
         }
     }

@@ -8,8 +8,21 @@ use crate::openai::error::ApiError;
 
 pub type Result<T> = pingora::Result<T>;
 
-pub async fn json(session: &mut Session, status: u16, body: Vec<u8>, request_id: &str) -> Result<()> {
-    send(session, status, "application/json", Bytes::from(body), request_id, &[]).await
+pub async fn json(
+    session: &mut Session,
+    status: u16,
+    body: Vec<u8>,
+    request_id: &str,
+) -> Result<()> {
+    send(
+        session,
+        status,
+        "application/json",
+        Bytes::from(body),
+        request_id,
+        &[],
+    )
+    .await
 }
 
 pub async fn send(
@@ -36,7 +49,15 @@ pub async fn error(session: &mut Session, e: &ApiError, request_id: &str) -> Res
     if let Some(s) = e.retry_after {
         extra.push(("retry-after", s.to_string()));
     }
-    send(session, e.status, "application/json", Bytes::from(e.to_json()), request_id, &extra).await
+    send(
+        session,
+        e.status,
+        "application/json",
+        Bytes::from(e.to_json()),
+        request_id,
+        &extra,
+    )
+    .await
 }
 
 /// The response header that starts an SSE stream.
@@ -53,7 +74,10 @@ pub fn sse_header(request_id: &str) -> Result<Box<ResponseHeader>> {
 /// Reads the whole request body, enforcing `limit` from `Content-Length` up front and while
 /// reading chunked bodies. `Expect: 100-continue` is answered here because the body is read
 /// here; keep-alive is kept through it (pingora-notes §13 pitfall).
-pub async fn read_body(session: &mut Session, limit: usize) -> std::result::Result<Bytes, ApiError> {
+pub async fn read_body(
+    session: &mut Session,
+    limit: usize,
+) -> std::result::Result<Bytes, ApiError> {
     let declared = session
         .req_header()
         .headers

@@ -31,7 +31,11 @@ fn demo_upstream(
         delta_delay_ms: 30,
         ..Default::default()
     };
-    let email = cfg.accounts.first().map(|a| a.0.clone()).unwrap_or_default();
+    let email = cfg
+        .accounts
+        .first()
+        .map(|a| a.0.clone())
+        .unwrap_or_default();
     let sim = qwen_sim::Sim::new(cfg);
     let addr = format!("127.0.0.1:{port}");
     settings.qwen_base_url = format!("http://{addr}");
@@ -43,7 +47,11 @@ fn demo_upstream(
 
 /// Builds a ready-to-run server; with `demo`, beside a simulated upstream.
 #[allow(unused_mut)]
-pub fn build(opt: Opt, mut settings: Settings, demo: bool) -> Result<(Server, Arc<Gateway>), String> {
+pub fn build(
+    opt: Opt,
+    mut settings: Settings,
+    demo: bool,
+) -> Result<(Server, Arc<Gateway>), String> {
     #[cfg(feature = "demo")]
     let sim_service = if demo {
         Some(demo_upstream(&mut settings)?)
@@ -67,10 +75,14 @@ pub fn build(opt: Opt, mut settings: Settings, demo: bool) -> Result<(Server, Ar
     server.bootstrap();
 
     let gw = Gateway::new(settings)?;
-    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, QwenProxy::new(gw.clone()));
+    let mut proxy =
+        pingora::proxy::http_proxy_service(&server.configuration, QwenProxy::new(gw.clone()));
     proxy.add_tcp(&gw.settings.listen);
     server.add_service(proxy);
-    server.add_service(background_service("tokens", TokenService { gw: gw.clone() }));
+    server.add_service(background_service(
+        "tokens",
+        TokenService { gw: gw.clone() },
+    ));
     #[cfg(feature = "demo")]
     if let Some(s) = sim_service {
         server.add_service(s);

@@ -41,11 +41,7 @@ impl SseDecoder {
     }
 
     /// Appends `chunk` and calls `on_event` with the data of every event completed by it.
-    pub fn feed(
-        &mut self,
-        chunk: &[u8],
-        mut on_event: impl FnMut(&[u8]),
-    ) -> Result<(), SseError> {
+    pub fn feed(&mut self, chunk: &[u8], mut on_event: impl FnMut(&[u8])) -> Result<(), SseError> {
         self.buf.extend_from_slice(chunk);
         loop {
             if self.skip_lf && !self.buf.is_empty() {
@@ -178,7 +174,10 @@ mod tests {
 
     #[test]
     fn cr_only_line_ends() {
-        assert_eq!(decode_all(&[b"data: a\r\rdata: b\r", b"\r"]), vec!["a", "b"]);
+        assert_eq!(
+            decode_all(&[b"data: a\r\rdata: b\r", b"\r"]),
+            vec!["a", "b"]
+        );
     }
 
     #[test]

@@ -23,14 +23,23 @@ fn last_completion(sim: &Proc) -> Value {
 #[tokio::test]
 async fn streaming_answer_follows_the_openai_chunk_format() {
     let (sim, gw) = pair(&[]);
-    let (status, headers, text) =
-        stream_body(&gw, json!({"model": "qwen3-max", "stream": true, "messages": user("Tell me a story")})).await;
+    let (status, headers, text) = stream_body(
+        &gw,
+        json!({"model": "qwen3-max", "stream": true, "messages": user("Tell me a story")}),
+    )
+    .await;
     assert_eq!(status, 200, "{text}");
-    assert!(headers["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
     let events = sse_events(&text);
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
     let (content, reasoning, chunks) = stream_text(&events);
-    let expected = last_completion(&sim)["answer"].as_str().unwrap().to_string();
+    let expected = last_completion(&sim)["answer"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(!expected.is_empty());
     assert_eq!(content, expected);
     assert_eq!(reasoning, "");
@@ -44,7 +53,10 @@ async fn streaming_answer_follows_the_openai_chunk_format() {
         assert!(c["created"].as_u64().unwrap() > 1_700_000_000);
         assert!(c.get("usage").is_none(), "usage only when asked: {c}");
     }
-    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "stop"
+    );
     assert!(chunks[..chunks.len() - 1]
         .iter()
         .all(|c| c["choices"][0]["finish_reason"].is_null()));
@@ -68,13 +80,19 @@ async fn include_usage_adds_one_final_usage_chunk() {
         u["total_tokens"].as_u64().unwrap(),
         u["prompt_tokens"].as_u64().unwrap() + u["completion_tokens"].as_u64().unwrap()
     );
-    assert!(chunks[..chunks.len() - 1].iter().all(|c| c["usage"].is_null() && c.get("usage").is_some()));
+    assert!(chunks[..chunks.len() - 1]
+        .iter()
+        .all(|c| c["usage"].is_null() && c.get("usage").is_some()));
 }
 
 #[tokio::test]
 async fn non_streaming_answer_is_one_completion_with_upstream_usage() {
     let (sim, gw) = pair(&[]);
-    let r = chat(&gw, json!({"model": "qwen3-max", "messages": user("What is Rust?")})).await;
+    let r = chat(
+        &gw,
+        json!({"model": "qwen3-max", "messages": user("What is Rust?")}),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["object"], "chat.completion");
@@ -86,7 +104,10 @@ async fn non_streaming_answer_is_one_completion_with_upstream_usage() {
     assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
     // The upstream body carries the mandatory phase schema and a single flattened message.
     let body = &last["body"];
-    assert_eq!(body["messages"][0]["feature_config"]["output_schema"], "phase");
+    assert_eq!(
+        body["messages"][0]["feature_config"]["output_schema"],
+        "phase"
+    );
     assert_eq!(body["messages"].as_array().unwrap().len(), 1);
     assert_eq!(body["stream"], true);
 }
@@ -105,15 +126,25 @@ async fn history_is_flattened_into_one_upstream_message() {
     )
     .await;
     assert_eq!(r.status(), 200);
-    let prompt = last_completion(&sim)["body"]["messages"][0]["content"].as_str().unwrap().to_string();
-    assert_eq!(prompt, "[system]\nBe brief.\n\n[user]\nHi\n\n[assistant]\nHello!\n\n[user]\nAnd now?");
+    let prompt = last_completion(&sim)["body"]["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        prompt,
+        "[system]\nBe brief.\n\n[user]\nHi\n\n[assistant]\nHello!\n\n[user]\nAnd now?"
+    );
 }
 
 async fn thinking_case(format: &str, output: &[(&str, &str)]) -> (Value, Value) {
     let mut env = vec![("THINKING_FORMAT", format)];
     env.extend_from_slice(output);
     let (sim, gw) = pair(&env);
-    let r = chat(&gw, json!({"model": "qwen3-max-thinking", "messages": user("Think about it")})).await;
+    let r = chat(
+        &gw,
+        json!({"model": "qwen3-max-thinking", "messages": user("Think about it")}),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     (v, last_completion(&sim))
@@ -123,11 +154,20 @@ async fn thinking_case(format: &str, output: &[(&str, &str)]) -> (Value, Value) 
 async fn both_thinking_formats_give_exact_reasoning() {
     for format in ["detail", "summary"] {
         let (v, last) = thinking_case(format, &[]).await;
-        assert_eq!(last["body"]["messages"][0]["feature_config"]["thinking_enabled"], true);
+        assert_eq!(
+            last["body"]["messages"][0]["feature_config"]["thinking_enabled"],
+            true
+        );
         let expected = last["reasoning"].as_str().unwrap();
         assert!(!expected.is_empty(), "{format}");
-        assert_eq!(v["choices"][0]["message"]["reasoning_content"], expected, "{format}");
-        assert_eq!(v["choices"][0]["message"]["content"], last["answer"], "{format}");
+        assert_eq!(
+            v["choices"][0]["message"]["reasoning_content"], expected,
+            "{format}"
+        );
+        assert_eq!(
+            v["choices"][0]["message"]["content"], last["answer"],
+            "{format}"
+        );
     }
 }
 
@@ -153,26 +193,38 @@ async fn thinking_streams_as_reasoning_content_and_can_be_tags_or_hidden() {
     assert_eq!(v["choices"][0]["message"]["content"], expected.as_str());
 
     let (v, last) = thinking_case("detail", &[("OUTPUT_THINK", "false")]).await;
-    assert!(v["choices"][0]["message"].get("reasoning_content").is_none());
+    assert!(v["choices"][0]["message"]
+        .get("reasoning_content")
+        .is_none());
     assert_eq!(v["choices"][0]["message"]["content"], last["answer"]);
 }
 
 #[tokio::test]
 async fn search_sources_render_as_table_or_text() {
     let (sim, gw) = pair(&[]);
-    let r = chat(&gw, json!({"model": "qwen3-max-search", "messages": user("news today")})).await;
+    let r = chat(
+        &gw,
+        json!({"model": "qwen3-max-search", "messages": user("news today")}),
+    )
+    .await;
     let v: Value = r.json().await.unwrap();
     let content = v["choices"][0]["message"]["content"].as_str().unwrap();
-    assert_eq!(last_completion(&sim)["body"]["messages"][0]["chat_type"], "search");
+    assert_eq!(
+        last_completion(&sim)["body"]["messages"][0]["chat_type"],
+        "search"
+    );
     assert!(content.contains("| # | Source | Site |"), "{content}");
     assert!(content.contains("[[1]]"), "{content}");
 
     let (_sim, gw) = pair(&[("SEARCH_INFO_MODE", "text")]);
-    let v: Value = chat(&gw, json!({"model": "qwen3-max-search", "messages": user("news")}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v: Value = chat(
+        &gw,
+        json!({"model": "qwen3-max-search", "messages": user("news")}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     let content = v["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(content.contains("\n[1] ["), "{content}");
 }
@@ -181,7 +233,10 @@ async fn search_sources_render_as_table_or_text() {
 async fn stop_sequences_and_max_tokens_are_enforced_by_the_gateway() {
     let (sim, gw) = pair(&[]);
     let script = json!({"answer": ["Hello ", "wor", "ld ST", "OP and more", " text"]});
-    assert_eq!(http(sim.port, "POST", "/__sim/script", Some(&script)).0, 200);
+    assert_eq!(
+        http(sim.port, "POST", "/__sim/script", Some(&script)).0,
+        200
+    );
     let (_, _, text) = stream_body(
         &gw,
         json!({"model": "qwen3-max", "stream": true, "stop": ["STOP"], "messages": user("x")}),
@@ -189,14 +244,23 @@ async fn stop_sequences_and_max_tokens_are_enforced_by_the_gateway() {
     .await;
     let (content, _, chunks) = stream_text(&sse_events(&text));
     assert_eq!(content, "Hello world ");
-    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "stop"
+    );
 
-    assert_eq!(http(sim.port, "POST", "/__sim/script", Some(&script)).0, 200);
-    let v: Value = chat(&gw, json!({"model": "qwen3-max", "max_tokens": 2, "messages": user("x")}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(
+        http(sim.port, "POST", "/__sim/script", Some(&script)).0,
+        200
+    );
+    let v: Value = chat(
+        &gw,
+        json!({"model": "qwen3-max", "max_tokens": 2, "messages": user("x")}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     assert_eq!(v["choices"][0]["message"]["content"], "Hello wo");
     assert_eq!(v["choices"][0]["finish_reason"], "length");
 }
@@ -232,7 +296,10 @@ async fn bad_requests_get_precise_openai_errors() {
         let v: Value = r.json().await.unwrap();
         let msg = v["error"]["message"].as_str().unwrap_or_default();
         assert!(msg.contains(needle), "{body}: {v}");
-        assert!(v["error"]["type"].is_string() && v["error"]["code"].is_string(), "{v}");
+        assert!(
+            v["error"]["type"].is_string() && v["error"]["code"].is_string(),
+            "{v}"
+        );
     }
 }
 
@@ -241,7 +308,12 @@ async fn keys_are_checked_and_routes_are_known() {
     let (_sim, gw) = pair(&[]);
     let c = client();
     let body = json!({"model": "qwen3-max", "messages": user("x")});
-    let r = c.post(gw.url("/v1/chat/completions")).json(&body).send().await.unwrap();
+    let r = c
+        .post(gw.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "invalid_api_key");
@@ -274,7 +346,10 @@ async fn keys_are_checked_and_routes_are_known() {
 async fn models_list_variants_and_health_reports_without_secrets() {
     let (sim, gw) = pair(&[]);
     let c = client();
-    assert_eq!(c.get(gw.url("/v1/models")).send().await.unwrap().status(), 401);
+    assert_eq!(
+        c.get(gw.url("/v1/models")).send().await.unwrap().status(),
+        401
+    );
     let v: Value = c
         .get(gw.url("/v1/models"))
         .bearer_auth(USER_KEY)
@@ -284,19 +359,44 @@ async fn models_list_variants_and_health_reports_without_secrets() {
         .json()
         .await
         .unwrap();
-    let ids: Vec<&str> = v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
-    for want in ["qwen3-max", "qwen3-max-thinking", "qwen3-max-search", "qwen3-max-thinking-search", "qwen3-coder-plus"] {
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    for want in [
+        "qwen3-max",
+        "qwen3-max-thinking",
+        "qwen3-max-search",
+        "qwen3-max-thinking-search",
+        "qwen3-coder-plus",
+    ] {
         assert!(ids.contains(&want), "{want} in {ids:?}");
     }
     assert!(!ids.contains(&"qwen3-coder-plus-thinking"));
-    let open: Value = c.get(gw.url("/models")).send().await.unwrap().json().await.unwrap();
+    let open: Value = c
+        .get(gw.url("/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(open["data"], v["data"]);
     // Cached: a second listing does not call the upstream again.
     let calls = sim_state(&sim)["models_calls"].as_u64().unwrap();
     c.get(gw.url("/models")).send().await.unwrap();
     assert_eq!(sim_state(&sim)["models_calls"].as_u64().unwrap(), calls);
 
-    let h = c.get(gw.url("/health")).send().await.unwrap().text().await.unwrap();
+    let h = c
+        .get(gw.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let hv: Value = serde_json::from_str(&h).unwrap();
     assert_eq!(hv["status"], "ok");
     assert_eq!(hv["token"]["valid"], true);
@@ -304,11 +404,25 @@ async fn models_list_variants_and_health_reports_without_secrets() {
     assert!(hv["version"].is_string());
     let token = mint(&sim, DEMO.0, 3600);
     let secret_prefix = &token[..20];
-    assert!(!h.contains(secret_prefix) && !h.contains(USER_KEY) && !h.contains(ADMIN_KEY), "{h}");
+    assert!(
+        !h.contains(secret_prefix) && !h.contains(USER_KEY) && !h.contains(ADMIN_KEY),
+        "{h}"
+    );
 
     let (_sim, gw) = pair(&[("SIMPLE_MODEL_MAP", "true")]);
-    let v: Value = c.get(gw.url("/models")).send().await.unwrap().json().await.unwrap();
-    assert!(v["data"].as_array().unwrap().iter().all(|m| !m["id"].as_str().unwrap().contains("-thinking")));
+    let v: Value = c
+        .get(gw.url("/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| !m["id"].as_str().unwrap().contains("-thinking")));
 }
 
 #[tokio::test]
@@ -318,7 +432,12 @@ async fn upstream_requests_carry_the_expected_headers() {
     let reqs = sim_state(&sim)["requests"].as_array().unwrap().clone();
     let completion = reqs
         .iter()
-        .find(|r| r["path"].as_str().unwrap_or("").starts_with("/api/v2/chat/completions"))
+        .find(|r| {
+            r["path"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("/api/v2/chat/completions")
+        })
         .expect("a completion request");
     assert_eq!(completion["authorization"], true, "{completion}");
     assert_eq!(completion["x_request_id_is_uuid"], true, "{completion}");
@@ -329,7 +448,11 @@ async fn upstream_requests_carry_the_expected_headers() {
 async fn client_mode_takes_credentials_from_the_request() {
     let sim = spawn_sim(&[DEMO], &[]);
     let base = format!("http://127.0.0.1:{}", sim.port);
-    let gw = spawn_gateway(&[("QWEN_BASE_URL", base.as_str()), ("SERVER_MODE", "false"), ("API_KEY", USER_KEY)]);
+    let gw = spawn_gateway(&[
+        ("QWEN_BASE_URL", base.as_str()),
+        ("SERVER_MODE", "false"),
+        ("API_KEY", USER_KEY),
+    ]);
     let token = mint(&sim, DEMO.0, 3600);
     let c = client();
     let body = json!({"model": "qwen3-max", "messages": user("client mode")});
@@ -341,7 +464,13 @@ async fn client_mode_takes_credentials_from_the_request() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let r = c.post(gw.url("/v1/chat/completions")).bearer_auth(USER_KEY).json(&body).send().await.unwrap();
+    let r = c
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(USER_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let r = c
         .post(gw.url("/v1/chat/completions"))

@@ -24,7 +24,8 @@ fn one_connection_serves_local_proxied_and_error_answers() {
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
-    let chat = json!({"model": "qwen3-max", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let chat =
+        json!({"model": "qwen3-max", "messages": [{"role": "user", "content": "hi"}]}).to_string();
     let stream = json!({"model": "qwen3-max", "stream": true, "messages": [{"role": "user", "content": "hi"}]}).to_string();
     let steps: Vec<(String, u16)> = vec![
         (request("GET", "/v1/models", ""), 200),
@@ -38,7 +39,10 @@ fn one_connection_serves_local_proxied_and_error_answers() {
         w.write_all(req.as_bytes()).unwrap();
         let (status, head, body) = read_response(&mut r);
         assert_eq!(status, want, "{req}\n{head}\n{body}");
-        assert!(!head.to_ascii_lowercase().contains("connection: close"), "{head}");
+        assert!(
+            !head.to_ascii_lowercase().contains("connection: close"),
+            "{head}"
+        );
     }
 }
 
@@ -49,7 +53,11 @@ fn pipelined_requests_after_an_error_are_answered() {
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
-    let both = format!("{}{}", request("POST", "/v1/chat/completions", "{oops"), request("GET", "/v1/models", ""));
+    let both = format!(
+        "{}{}",
+        request("POST", "/v1/chat/completions", "{oops"),
+        request("GET", "/v1/models", "")
+    );
     w.write_all(both.as_bytes()).unwrap();
     assert_eq!(read_response(&mut r).0, 400);
     assert_eq!(read_response(&mut r).0, 200);
@@ -62,7 +70,8 @@ fn expect_100_continue_is_answered_and_keeps_the_connection() {
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
-    let body = json!({"model": "qwen3-max", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let body =
+        json!({"model": "qwen3-max", "messages": [{"role": "user", "content": "hi"}]}).to_string();
     write!(
         w,
         "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {USER_KEY}\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
@@ -76,7 +85,8 @@ fn expect_100_continue_is_answered_and_keeps_the_connection() {
     std::io::BufRead::read_line(&mut r, &mut blank).unwrap();
     w.write_all(body.as_bytes()).unwrap();
     assert_eq!(read_response(&mut r).0, 200);
-    w.write_all(request("GET", "/v1/models", "").as_bytes()).unwrap();
+    w.write_all(request("GET", "/v1/models", "").as_bytes())
+        .unwrap();
     assert_eq!(read_response(&mut r).0, 200);
 }
 
@@ -87,7 +97,8 @@ fn chunked_request_bodies_are_read() {
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
-    let body = json!({"model": "qwen3-max", "messages": [{"role": "user", "content": "chunked"}]}).to_string();
+    let body = json!({"model": "qwen3-max", "messages": [{"role": "user", "content": "chunked"}]})
+        .to_string();
     let (a, b) = body.split_at(10);
     write!(
         w,
@@ -115,7 +126,14 @@ async fn a_client_that_disconnects_stops_the_upstream_request() {
     // The gateway notices at once and closes the upstream stream: nothing stays in flight.
     let mut in_flight = 1;
     for _ in 0..100 {
-        let h: Value = client().get(gw.url("/health")).send().await.unwrap().json().await.unwrap();
+        let h: Value = client()
+            .get(gw.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         in_flight = h["identities"]["list"][0]["in_flight"].as_u64().unwrap();
         if in_flight == 0 {
             break;
@@ -124,15 +142,26 @@ async fn a_client_that_disconnects_stops_the_upstream_request() {
     }
     assert_eq!(in_flight, 0);
     let st = sim_state(&sim);
-    assert!(st["streams_aborted_by_client"].as_u64().unwrap_or(0) >= 1, "{st}");
+    assert!(
+        st["streams_aborted_by_client"].as_u64().unwrap_or(0) >= 1,
+        "{st}"
+    );
     // And the gateway keeps serving.
-    let r = chat(&gw, json!({"model": "qwen3-max", "messages": [{"role": "user", "content": "again"}]})).await;
+    let r = chat(
+        &gw,
+        json!({"model": "qwen3-max", "messages": [{"role": "user", "content": "again"}]}),
+    )
+    .await;
     assert_eq!(r.status(), 200);
 }
 
 #[test]
 fn invalid_configuration_fails_at_start_naming_the_setting() {
-    for (k, v) in [("SERVER_PORT", "eighty"), ("SEARCH_INFO_MODE", "html"), ("QWEN_BASE_URL", "gopher://x")] {
+    for (k, v) in [
+        ("SERVER_PORT", "eighty"),
+        ("SEARCH_INFO_MODE", "html"),
+        ("QWEN_BASE_URL", "gopher://x"),
+    ] {
         let out = std::process::Command::new(BIN).env(k, v).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{k}");
         let err = String::from_utf8_lossy(&out.stderr);

@@ -37,7 +37,8 @@ async fn failures_before_any_answer_get_truthful_statuses() {
             let retry_after = r.headers().get("retry-after").cloned();
             let text = r.text().await.unwrap();
             assert_eq!(got, *status, "{directive} stream={stream}: {text}");
-            let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{directive}: {text}"));
+            let v: Value =
+                serde_json::from_str(&text).unwrap_or_else(|_| panic!("{directive}: {text}"));
             assert_eq!(v["error"]["code"], *code, "{directive}: {text}");
             if *status == 429 || *status == 503 {
                 assert!(retry_after.is_some(), "{directive} needs Retry-After");
@@ -122,16 +123,30 @@ async fn odd_but_valid_streams_still_deliver_the_whole_answer() {
                 stream_text(&sse_events(&text)).0
             } else {
                 let v: Value = serde_json::from_str(&text).unwrap();
-                v["choices"][0]["message"]["content"].as_str().unwrap().to_string()
+                v["choices"][0]["message"]["content"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
             };
-            let expected = sim_state(&sim)["last_completion"]["answer"].as_str().unwrap().to_string();
+            let expected = sim_state(&sim)["last_completion"]["answer"]
+                .as_str()
+                .unwrap()
+                .to_string();
             assert_eq!(content, expected, "{directive} stream={stream}");
         }
     }
     // Usage falls back to prompt_tokens/completion_tokens, then to an estimate.
-    let v: Value = chat(&gw, body("[[sim:prompt_usage]]", false)).await.json().await.unwrap();
+    let v: Value = chat(&gw, body("[[sim:prompt_usage]]", false))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
-    let v: Value = chat(&gw, body("[[sim:no_usage]]", false)).await.json().await.unwrap();
+    let v: Value = chat(&gw, body("[[sim:no_usage]]", false))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert!(v["usage"]["completion_tokens"].as_u64().unwrap() > 0);
 }
 

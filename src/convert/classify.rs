@@ -116,7 +116,14 @@ pub fn looks_like_html(body: &[u8]) -> bool {
 /// Marks of the upstream's anti-bot pages (protocol §1.3), as opposed to any other HTML
 /// such as a load balancer's error page.
 const WAF_MARKS: &[&str] = &[
-    "aliyun_waf", "captcha", "awsc", "x5sec", "baxia", "punish", "verify", "验证",
+    "aliyun_waf",
+    "captcha",
+    "awsc",
+    "x5sec",
+    "baxia",
+    "punish",
+    "verify",
+    "验证",
 ];
 
 /// Classifies an HTML body: a WAF page, or some other page from something in between.
@@ -124,9 +131,15 @@ pub fn classify_html(status: u16, body: &[u8]) -> Failure {
     let head = &body[..body.len().min(64 * 1024)];
     let text = String::from_utf8_lossy(head).to_lowercase();
     if WAF_MARKS.iter().any(|m| text.contains(m)) {
-        Failure::new(FailureClass::Waf, format!("HTTP {status} with a verification page"))
+        Failure::new(
+            FailureClass::Waf,
+            format!("HTTP {status} with a verification page"),
+        )
     } else {
-        Failure::new(FailureClass::Transient, format!("HTTP {status} with an HTML page"))
+        Failure::new(
+            FailureClass::Transient,
+            format!("HTTP {status} with an HTML page"),
+        )
     }
 }
 
@@ -134,7 +147,10 @@ pub fn classify_html(status: u16, body: &[u8]) -> Failure {
 pub fn classify_code(code: &str, text: &str) -> FailureClass {
     let c = code.to_ascii_lowercase();
     let t = text.to_ascii_lowercase();
-    if c.contains("unauthor") || t.contains("unauthor") || t.contains("login") || c == "token_expired"
+    if c.contains("unauthor")
+        || t.contains("unauthor")
+        || t.contains("login")
+        || c == "token_expired"
     {
         FailureClass::Auth
     } else if c.contains("ratelimit")
@@ -228,7 +244,10 @@ mod tests {
     fn statuses() {
         assert_eq!(classify_status(401, None, b"{}").class, FailureClass::Auth);
         let f = classify_status(429, Some(60), b"{}");
-        assert_eq!((f.class, f.retry_after), (FailureClass::RateLimit, Some(60)));
+        assert_eq!(
+            (f.class, f.retry_after),
+            (FailureClass::RateLimit, Some(60))
+        );
         assert_eq!(
             classify_status(403, None, b"<!doctype html><meta name=aliyun_waf_aa>").class,
             FailureClass::Waf
@@ -237,30 +256,59 @@ mod tests {
             classify_status(502, None, b"<html><body>Bad Gateway</body></html>").class,
             FailureClass::Transient
         );
-        assert_eq!(classify_status(502, None, b"").class, FailureClass::Transient);
+        assert_eq!(
+            classify_status(502, None, b"").class,
+            FailureClass::Transient
+        );
         assert_eq!(classify_status(504, None, b"").class, FailureClass::Timeout);
     }
 
     #[test]
     fn envelopes_and_events() {
-        let f = classify_json_error(br#"{"success":false,"data":{"code":"RateLimited","num":2,"details":"upper limit"}}"#).unwrap();
-        assert_eq!((f.class, f.retry_after), (FailureClass::RateLimit, Some(7200)));
-        let f = classify_json_error(br#"{"success":false,"data":{"code":"Bad_Request","details":"Internal error"}}"#).unwrap();
+        let f = classify_json_error(
+            br#"{"success":false,"data":{"code":"RateLimited","num":2,"details":"upper limit"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (f.class, f.retry_after),
+            (FailureClass::RateLimit, Some(7200))
+        );
+        let f = classify_json_error(
+            br#"{"success":false,"data":{"code":"Bad_Request","details":"Internal error"}}"#,
+        )
+        .unwrap();
         assert_eq!(f.class, FailureClass::Transient);
-        let f = classify_json_error(br#"{"error":{"code":"internal_error","message":"Allocated quota exceeded"}}"#).unwrap();
+        let f = classify_json_error(
+            br#"{"error":{"code":"internal_error","message":"Allocated quota exceeded"}}"#,
+        )
+        .unwrap();
         assert_eq!(f.class, FailureClass::RateLimit);
-        let f = classify_json_error(r#"{"error":{"code":"data_inspection_failed","details":"内容安全警告"}}"#.as_bytes()).unwrap();
+        let f = classify_json_error(
+            r#"{"error":{"code":"data_inspection_failed","details":"内容安全警告"}}"#.as_bytes(),
+        )
+        .unwrap();
         assert_eq!(f.class, FailureClass::Moderation);
-        let f = classify_json_error(br#"{"success":false,"data":{"code":"Unauthorized","details":"token expired"}}"#).unwrap();
+        let f = classify_json_error(
+            br#"{"success":false,"data":{"code":"Unauthorized","details":"token expired"}}"#,
+        )
+        .unwrap();
         assert_eq!(f.class, FailureClass::Auth);
         assert!(classify_json_error(br#"{"choices":[]}"#).is_none());
     }
 
     #[test]
     fn api_errors_are_truthful() {
-        assert_eq!(Failure::new(FailureClass::Waf, "x").to_api_error().status, 503);
+        assert_eq!(
+            Failure::new(FailureClass::Waf, "x").to_api_error().status,
+            503
+        );
         let e = Failure::new(FailureClass::RateLimit, "x").to_api_error();
         assert_eq!((e.status, e.retry_after), (429, Some(30)));
-        assert_eq!(Failure::new(FailureClass::Timeout, "x").to_api_error().status, 504);
+        assert_eq!(
+            Failure::new(FailureClass::Timeout, "x")
+                .to_api_error()
+                .status,
+            504
+        );
     }
 }

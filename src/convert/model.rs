@@ -43,13 +43,25 @@ mod tests {
     #[test]
     fn suffixes() {
         let m = parse_model("qwen3-max-thinking-search");
-        assert_eq!((m.base.as_str(), m.thinking, m.search), ("qwen3-max", true, true));
+        assert_eq!(
+            (m.base.as_str(), m.thinking, m.search),
+            ("qwen3-max", true, true)
+        );
         let m = parse_model("qwen3-max-thinking");
-        assert_eq!((m.base.as_str(), m.thinking, m.search), ("qwen3-max", true, false));
+        assert_eq!(
+            (m.base.as_str(), m.thinking, m.search),
+            ("qwen3-max", true, false)
+        );
         let m = parse_model("Qwen3-Max-SEARCH");
-        assert_eq!((m.base.as_str(), m.thinking, m.search), ("Qwen3-Max", false, true));
+        assert_eq!(
+            (m.base.as_str(), m.thinking, m.search),
+            ("Qwen3-Max", false, true)
+        );
         let m = parse_model("qwen3-max");
-        assert_eq!((m.base.as_str(), m.thinking, m.search), ("qwen3-max", false, false));
+        assert_eq!(
+            (m.base.as_str(), m.thinking, m.search),
+            ("qwen3-max", false, false)
+        );
         assert_eq!(parse_model("-thinking").base, "-thinking");
     }
 }

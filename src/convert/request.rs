@@ -147,7 +147,12 @@ mod tests {
             let body = format!(
                 r#"{{"model":"qwen3-max","messages":[{{"role":"user","content":"x"}}]{extra}}}"#
             );
-            assert_eq!(translate(&req(&body), ThinkingFormat::Detail).unwrap().thinking, want);
+            assert_eq!(
+                translate(&req(&body), ThinkingFormat::Detail)
+                    .unwrap()
+                    .thinking,
+                want
+            );
         }
     }
 

@@ -46,7 +46,10 @@ fn host(it: &SearchItem) -> &str {
         return it.hostname.trim();
     }
     let rest = it.url.split("://").nth(1).unwrap_or(&it.url);
-    rest.split('/').next().filter(|h| !h.is_empty()).unwrap_or("unknown")
+    rest.split('/')
+        .next()
+        .filter(|h| !h.is_empty())
+        .unwrap_or("unknown")
 }
 
 /// Table cells cannot hold pipes or line breaks.

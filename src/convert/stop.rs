@@ -92,7 +92,10 @@ mod tests {
 
     #[test]
     fn cuts_before_match_across_pieces() {
-        assert_eq!(run(&["END"], &["abc E", "N", "D tail"]), ("abc ".into(), true));
+        assert_eq!(
+            run(&["END"], &["abc E", "N", "D tail"]),
+            ("abc ".into(), true)
+        );
         assert_eq!(run(&["END"], &["abc EN", "x"]), ("abc ENx".into(), false));
         assert_eq!(run(&["\n\n", "###"], &["a\n", "\nb"]), ("a".into(), true));
         assert_eq!(run(&["é!"], &["caf", "é", "!"]), ("caf".into(), true));

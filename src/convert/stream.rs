@@ -395,9 +395,12 @@ impl<S: Sink> Converter<S> {
         let est_reasoning = self.reasoning_tokens.tokens();
         Usage {
             prompt_tokens: prompt.unwrap_or(self.prompt_estimate),
-            completion_tokens: completion
-                .unwrap_or(self.content_tokens.tokens() + est_reasoning),
-            reasoning_tokens: reasoning.unwrap_or(if completion.is_some() { 0 } else { est_reasoning }),
+            completion_tokens: completion.unwrap_or(self.content_tokens.tokens() + est_reasoning),
+            reasoning_tokens: reasoning.unwrap_or(if completion.is_some() {
+                0
+            } else {
+                est_reasoning
+            }),
             estimated: prompt.is_none() || completion.is_none(),
         }
     }

@@ -30,7 +30,14 @@ const CREATED: &str = "data: {\"response.created\":{\"chat_id\":\"c\",\"response
 const FINISHED: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"\",\"role\":\"assistant\",\"status\":\"finished\",\"phase\":\"answer\"}}],\"response_id\":\"r\"}\n\n";
 
 fn plain() -> String {
-    [CREATED.to_string(), answer("Hel", 1), answer("lo wörld", 2), answer("", 2), FINISHED.to_string()].concat()
+    [
+        CREATED.to_string(),
+        answer("Hel", 1),
+        answer("lo wörld", 2),
+        answer("", 2),
+        FINISHED.to_string(),
+    ]
+    .concat()
 }
 
 fn summary_stream() -> String {
@@ -55,7 +62,11 @@ fn summary_stream() -> String {
 }
 
 /// Runs a whole upstream byte stream, split at the given points, through the converter.
-fn run_split<S: super::stream::Sink>(conv: &mut Converter<S>, bytes: &[u8], cuts: &[usize]) -> Step {
+fn run_split<S: super::stream::Sink>(
+    conv: &mut Converter<S>,
+    bytes: &[u8],
+    cuts: &[usize],
+) -> Step {
     let mut dec = SseDecoder::new(1 << 20);
     let mut step = Step::Continue;
     let mut prev = 0;
@@ -104,7 +115,14 @@ fn plain_answer_aggregates_with_upstream_usage() {
     assert_eq!(agg.content, "Hello wörld");
     let (reason, usage) = agg.finish.unwrap();
     assert_eq!(reason, FinishReason::Stop);
-    assert_eq!((usage.prompt_tokens, usage.completion_tokens, usage.estimated), (100, 2, false));
+    assert_eq!(
+        (
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.estimated
+        ),
+        (100, 2, false)
+    );
 }
 
 #[test]
@@ -119,29 +137,74 @@ fn summary_thinking_is_diffed_not_duplicated() {
 #[test]
 fn detail_thinking_and_tags_and_hidden() {
     let think = |t: &str| {
-        format!(r#"data: {{"choices":[{{"delta":{{"content":"{t}","phase":"think","status":"typing"}}}}]}}"#) + "\n\n"
+        format!(
+            r#"data: {{"choices":[{{"delta":{{"content":"{t}","phase":"think","status":"typing"}}}}]}}"#
+        ) + "\n\n"
     };
-    let s = [CREATED.to_string(), think("Let me "), think("see."), answer("42", 1), FINISHED.to_string()].concat();
+    let s = [
+        CREATED.to_string(),
+        think("Let me "),
+        think("see."),
+        answer("42", 1),
+        FINISHED.to_string(),
+    ]
+    .concat();
     let (_, agg) = aggregate(&s, opts());
-    assert_eq!((agg.reasoning.as_str(), agg.content.as_str()), ("Let me see.", "42"));
-    let (_, agg) = aggregate(&s, ConvertOptions { reasoning: ReasoningOutput::Tags, ..opts() });
+    assert_eq!(
+        (agg.reasoning.as_str(), agg.content.as_str()),
+        ("Let me see.", "42")
+    );
+    let (_, agg) = aggregate(
+        &s,
+        ConvertOptions {
+            reasoning: ReasoningOutput::Tags,
+            ..opts()
+        },
+    );
     assert_eq!(agg.content, "<think>\nLet me see.\n</think>\n\n42");
-    let (_, agg) = aggregate(&s, ConvertOptions { reasoning: ReasoningOutput::Hidden, ..opts() });
+    let (_, agg) = aggregate(
+        &s,
+        ConvertOptions {
+            reasoning: ReasoningOutput::Hidden,
+            ..opts()
+        },
+    );
     assert_eq!((agg.reasoning.as_str(), agg.content.as_str()), ("", "42"));
 }
 
 #[test]
 fn search_sources_are_rendered() {
     let search = "data: {\"choices\":[{\"delta\":{\"content\":\"\",\"name\":\"web_search\",\"phase\":\"web_search\",\"extra\":{\"web_search_info\":[{\"url\":\"https://a.example/1\",\"title\":\"A\",\"hostname\":\"a.example\"}]}}}]}\n\n";
-    let s = [CREATED.to_string(), search.to_string(), answer("See [[1]].", 1), FINISHED.to_string()].concat();
+    let s = [
+        CREATED.to_string(),
+        search.to_string(),
+        answer("See [[1]].", 1),
+        FINISHED.to_string(),
+    ]
+    .concat();
     let (_, agg) = aggregate(&s, opts());
-    assert_eq!(agg.content, "See [[1]].\n\n---\n[1] [A](https://a.example/1) | a.example\n");
+    assert_eq!(
+        agg.content,
+        "See [[1]].\n\n---\n[1] [A](https://a.example/1) | a.example\n"
+    );
 }
 
 #[test]
 fn stop_sequence_cuts_across_deltas() {
-    let s = [CREATED.to_string(), answer("one two TH", 1), answer("REE four", 2), FINISHED.to_string()].concat();
-    let (step, agg) = aggregate(&s, ConvertOptions { stop: vec!["THREE".into()], ..opts() });
+    let s = [
+        CREATED.to_string(),
+        answer("one two TH", 1),
+        answer("REE four", 2),
+        FINISHED.to_string(),
+    ]
+    .concat();
+    let (step, agg) = aggregate(
+        &s,
+        ConvertOptions {
+            stop: vec!["THREE".into()],
+            ..opts()
+        },
+    );
     assert_eq!(step, Step::Done);
     assert_eq!(agg.content, "one two ");
     assert_eq!(agg.finish.unwrap().0, FinishReason::Stop);
@@ -149,8 +212,20 @@ fn stop_sequence_cuts_across_deltas() {
 
 #[test]
 fn max_tokens_truncates_with_length() {
-    let s = [CREATED.to_string(), answer("abcdefgh", 1), answer("ijklmnop", 2), FINISHED.to_string()].concat();
-    let (step, agg) = aggregate(&s, ConvertOptions { max_tokens: Some(3), ..opts() });
+    let s = [
+        CREATED.to_string(),
+        answer("abcdefgh", 1),
+        answer("ijklmnop", 2),
+        FINISHED.to_string(),
+    ]
+    .concat();
+    let (step, agg) = aggregate(
+        &s,
+        ConvertOptions {
+            max_tokens: Some(3),
+            ..opts()
+        },
+    );
     assert_eq!(step, Step::Done);
     assert_eq!(agg.content, "abcdefghijkl");
     assert_eq!(agg.finish.unwrap().0, FinishReason::Length);
@@ -176,7 +251,12 @@ fn failures_are_classified() {
 
 #[test]
 fn output_moderation_after_content_is_a_content_filter_stop() {
-    let s = [CREATED.to_string(), answer("Some text", 1), "data: {\"error\":{\"code\":\"data_inspection_failed\",\"details\":\"out\"}}\n\n".into()].concat();
+    let s = [
+        CREATED.to_string(),
+        answer("Some text", 1),
+        "data: {\"error\":{\"code\":\"data_inspection_failed\",\"details\":\"out\"}}\n\n".into(),
+    ]
+    .concat();
     let (step, agg) = aggregate(&s, opts());
     assert_eq!(step, Step::Done);
     assert_eq!(agg.finish.unwrap().0, FinishReason::ContentFilter);
@@ -184,7 +264,13 @@ fn output_moderation_after_content_is_a_content_filter_stop() {
 
 #[test]
 fn malformed_lines_and_done_marker_are_tolerated() {
-    let s = [CREATED.to_string(), "data: {\"choices\":[{\"de\n\ndata:\n\n".into(), answer("ok", 1), "data: [DONE]\n\n".into()].concat();
+    let s = [
+        CREATED.to_string(),
+        "data: {\"choices\":[{\"de\n\ndata:\n\n".into(),
+        answer("ok", 1),
+        "data: [DONE]\n\n".into(),
+    ]
+    .concat();
     let mut c = Converter::new(Aggregator::default(), opts());
     let step = run_split(&mut c, s.as_bytes(), &[]);
     assert_eq!(c.malformed(), 2);
@@ -216,7 +302,9 @@ fn stream_chunks_follow_the_openai_spec() {
     assert_eq!(usage["usage"]["total_tokens"], 102);
     let fin = &chunks[chunks.len() - 2];
     assert_eq!(fin["choices"][0]["finish_reason"], "stop");
-    assert!(chunks[..chunks.len() - 1].iter().all(|c| c["usage"].is_null() && c.get("usage").is_some()));
+    assert!(chunks[..chunks.len() - 1]
+        .iter()
+        .all(|c| c["usage"].is_null() && c.get("usage").is_some()));
     let (_, without) = stream_bytes(plain().as_bytes(), &[], false);
     let without = String::from_utf8(without).unwrap();
     assert!(!without.contains("usage"));

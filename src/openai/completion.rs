@@ -67,7 +67,9 @@ struct Details {
 impl Aggregator {
     /// The final JSON; call only after the converter finished.
     pub fn to_json(&self, id: &str, created: u64, model: &str) -> Vec<u8> {
-        let (reason, usage) = self.finish.unwrap_or((FinishReason::Stop, Usage::default()));
+        let (reason, usage) = self
+            .finish
+            .unwrap_or((FinishReason::Stop, Usage::default()));
         serde_json::to_vec(&Completion {
             id,
             object: "chat.completion",

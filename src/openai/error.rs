@@ -29,7 +29,12 @@ struct Inner<'a> {
 }
 
 impl ApiError {
-    pub fn new(status: u16, kind: &'static str, code: &'static str, msg: impl Into<String>) -> Self {
+    pub fn new(
+        status: u16,
+        kind: &'static str,
+        code: &'static str,
+        msg: impl Into<String>,
+    ) -> Self {
         ApiError {
             status,
             kind,
@@ -80,7 +85,9 @@ impl ApiError {
                 404,
                 "invalid_request_error",
                 "model_not_found",
-                format!("The model '{model}' does not exist or is not available. See GET /v1/models."),
+                format!(
+                    "The model '{model}' does not exist or is not available. See GET /v1/models."
+                ),
             )
         }
     }

@@ -55,7 +55,14 @@ pub struct Part {
 }
 
 /// Roles the gateway understands; anything else is a client mistake worth a 400.
-pub const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool", "function"];
+pub const ROLES: &[&str] = &[
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
 
 /// Above this, `max_tokens` is certainly a mistake (no Qwen model generates this much).
 pub const MAX_TOKENS_LIMIT: i64 = 1_000_000;
@@ -65,7 +72,9 @@ impl ChatRequest {
     /// Parses the body, turning serde's messages into ones that name the field at fault.
     pub fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
         if body.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::invalid("The request body is empty; send a JSON object."));
+            return Err(ApiError::invalid(
+                "The request body is empty; send a JSON object.",
+            ));
         }
         let v: ChatRequest = serde_json::from_slice(body).map_err(|e| {
             if e.is_data() {
@@ -82,7 +91,10 @@ impl ChatRequest {
         match &self.model {
             None => return Err(ApiError::invalid_param("model", "'model' is required.")),
             Some(m) if m.trim().is_empty() => {
-                return Err(ApiError::invalid_param("model", "'model' must not be empty."))
+                return Err(ApiError::invalid_param(
+                    "model",
+                    "'model' must not be empty.",
+                ))
             }
             _ => {}
         }
@@ -152,7 +164,11 @@ impl ChatRequest {
             if let Some(v) = v {
                 if !(1..=MAX_TOKENS_LIMIT).contains(&v) {
                     return Err(ApiError::invalid_param(
-                        if name == "max_tokens" { "max_tokens" } else { "max_completion_tokens" },
+                        if name == "max_tokens" {
+                            "max_tokens"
+                        } else {
+                            "max_completion_tokens"
+                        },
                         format!("{name} must be between 1 and {MAX_TOKENS_LIMIT}, got {v}."),
                     ));
                 }
@@ -219,22 +235,38 @@ mod tests {
         assert!(err("{").message.contains("not valid JSON"));
         assert!(err("").message.contains("empty"));
         assert_eq!(err(r#"{"messages":[]}"#).param, Some("model"));
-        assert!(err(r#"{"model":"m"}"#).message.contains("'messages' is required"));
-        assert!(err(r#"{"model":"m","messages":[]}"#).message.contains("at least one"));
-        assert!(err(r#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#)
+        assert!(err(r#"{"model":"m"}"#)
             .message
-            .contains("wizard"));
-        assert!(err(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":2}"#)
+            .contains("'messages' is required"));
+        assert!(err(r#"{"model":"m","messages":[]}"#)
             .message
-            .contains("n=2"));
-        assert!(err(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":0}"#)
+            .contains("at least one"));
+        assert!(
+            err(r#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#)
+                .message
+                .contains("wizard")
+        );
+        assert!(
+            err(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":2}"#)
+                .message
+                .contains("n=2")
+        );
+        assert!(
+            err(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":0}"#)
+                .message
+                .contains("max_tokens")
+        );
+        assert!(
+            err(r#"{"model":"m","messages":[{"role":"user","content":[{"type":"bogus"}]}]}"#)
+                .message
+                .contains("unknown type")
+        );
+        assert!(err(r#"{"model":"m","messages":"hi"}"#)
             .message
-            .contains("max_tokens"));
-        assert!(err(r#"{"model":"m","messages":[{"role":"user","content":[{"type":"bogus"}]}]}"#)
+            .contains("Invalid request"));
+        assert!(err(r#"{"model":5,"messages":[]}"#)
             .message
-            .contains("unknown type"));
-        assert!(err(r#"{"model":"m","messages":"hi"}"#).message.contains("Invalid request"));
-        assert!(err(r#"{"model":5,"messages":[]}"#).message.contains("Invalid request"));
+            .contains("Invalid request"));
     }
 
     #[test]

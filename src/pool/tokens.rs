@@ -28,7 +28,9 @@ fn now_secs() -> i64 {
 impl TokenService {
     async fn sweep(&self, only_missing: bool) {
         for id in self.gw.pool.all() {
-            let Some(cookie) = id.cookie.as_deref() else { continue };
+            let Some(cookie) = id.cookie.as_deref() else {
+                continue;
+            };
             let exp = id.expires_at();
             let due = id.token().is_none() || (exp > 0 && exp - now_secs() < REFRESH_AHEAD_SECS);
             if !due || (only_missing && id.token().is_some()) {

@@ -3,7 +3,9 @@
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::convert::classify::{classify_html, classify_json_error, classify_status, looks_like_html, Failure, FailureClass};
+use crate::convert::classify::{
+    classify_html, classify_json_error, classify_status, looks_like_html, Failure, FailureClass,
+};
 
 use super::client::UpstreamClient;
 use super::headers::{self, Credentials};
@@ -52,12 +54,20 @@ struct NewChatData {
 }
 
 /// `POST /api/v2/chats/new` -> the new chat's id.
-pub async fn new_chat(client: &UpstreamClient, creds: &Credentials<'_>, body: Vec<u8>) -> Result<String, Failure> {
+pub async fn new_chat(
+    client: &UpstreamClient,
+    creds: &Credentials<'_>,
+    body: Vec<u8>,
+) -> Result<String, Failure> {
     let mut req = client.request("POST", "/api/v2/chats/new");
     headers::apply(&mut req, &client.base, creds, "application/json");
     let text = json_call(client, req, Bytes::from(body), SMALL_BODY).await?;
-    let reply: NewChatReply = serde_json::from_slice(&text)
-        .map_err(|_| Failure::new(FailureClass::Transient, "chats/new returned unreadable JSON"))?;
+    let reply: NewChatReply = serde_json::from_slice(&text).map_err(|_| {
+        Failure::new(
+            FailureClass::Transient,
+            "chats/new returned unreadable JSON",
+        )
+    })?;
     reply
         .data
         .and_then(|d| d.id)
@@ -93,7 +103,10 @@ pub async fn token_from_cookie(client: &UpstreamClient, cookie: &str) -> Result<
 }
 
 /// `GET /api/models` (falling back to `/api/v2/models/`) -> the raw model objects.
-pub async fn list_models(client: &UpstreamClient, creds: &Credentials<'_>) -> Result<Vec<serde_json::Value>, Failure> {
+pub async fn list_models(
+    client: &UpstreamClient,
+    creds: &Credentials<'_>,
+) -> Result<Vec<serde_json::Value>, Failure> {
     let mut last = None;
     for path in ["/api/models", "/api/v2/models/"] {
         let mut req = client.request("GET", path);
@@ -103,13 +116,17 @@ pub async fn list_models(client: &UpstreamClient, creds: &Credentials<'_>) -> Re
                 let v: serde_json::Value = serde_json::from_slice(&text).map_err(|_| {
                     Failure::new(FailureClass::Transient, "models returned unreadable JSON")
                 })?;
-                let list = v
-                    .get("data")
-                    .and_then(|d| d.as_array().or_else(|| d.get("data").and_then(|x| x.as_array())));
+                let list = v.get("data").and_then(|d| {
+                    d.as_array()
+                        .or_else(|| d.get("data").and_then(|x| x.as_array()))
+                });
                 if let Some(list) = list {
                     return Ok(list.clone());
                 }
-                last = Some(Failure::new(FailureClass::Transient, "models reply has no list"));
+                last = Some(Failure::new(
+                    FailureClass::Transient,
+                    "models reply has no list",
+                ));
             }
             Err(f) => last = Some(f),
         }

@@ -116,9 +116,7 @@ impl UpstreamClient {
         peer.options.read_timeout = Some(timeouts.idle);
         peer.options.write_timeout = Some(timeouts.idle);
         peer.options.idle_timeout = Some(Duration::from_secs(60));
-        let connector = Connector::new(Some(
-            pingora::connectors::ConnectorOptions::new(pool_size),
-        ));
+        let connector = Connector::new(Some(pingora::connectors::ConnectorOptions::new(pool_size)));
         Ok(UpstreamClient {
             connector,
             peer,
@@ -130,8 +128,8 @@ impl UpstreamClient {
     /// Builds a request header for `path` (relative to the base URL's prefix).
     pub fn request(&self, method: &str, path: &str) -> RequestHeader {
         let full = format!("{}{}", self.base.prefix, path);
-        let mut req = RequestHeader::build(method, full.as_bytes(), None)
-            .expect("method and path are valid");
+        let mut req =
+            RequestHeader::build(method, full.as_bytes(), None).expect("method and path are valid");
         let _ = req.insert_header("host", self.base.authority());
         req
     }
@@ -254,10 +252,16 @@ mod tests {
     #[test]
     fn base_urls() {
         let b = BaseUrl::parse("https://chat.qwen.ai").unwrap();
-        assert_eq!((b.tls, b.host.as_str(), b.port, b.prefix.as_str()), (true, "chat.qwen.ai", 443, ""));
+        assert_eq!(
+            (b.tls, b.host.as_str(), b.port, b.prefix.as_str()),
+            (true, "chat.qwen.ai", 443, "")
+        );
         assert_eq!(b.authority(), "chat.qwen.ai");
         let b = BaseUrl::parse("http://127.0.0.1:8080/qwen/").unwrap();
-        assert_eq!((b.tls, b.host.as_str(), b.port, b.prefix.as_str()), (false, "127.0.0.1", 8080, "/qwen"));
+        assert_eq!(
+            (b.tls, b.host.as_str(), b.port, b.prefix.as_str()),
+            (false, "127.0.0.1", 8080, "/qwen")
+        );
         assert_eq!(b.origin(), "http://127.0.0.1:8080");
         assert!(BaseUrl::parse("ftp://x").is_err());
         assert!(BaseUrl::parse("http://").is_err());

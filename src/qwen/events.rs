@@ -148,14 +148,29 @@ mod tests {
 
     #[test]
     fn created_summary_search_and_errors() {
-        assert!(parse(br#"{"response.created":{"chat_id":"c"}}"#).unwrap().created.is_some());
+        assert!(parse(br#"{"response.created":{"chat_id":"c"}}"#)
+            .unwrap()
+            .created
+            .is_some());
         let e = parse(br#"{"choices":[{"delta":{"phase":"thinking_summary","extra":{"summary_thought":{"content":["a","b"]}}}}]}"#).unwrap();
         let d = e.choices.unwrap().delta.unwrap();
-        assert_eq!(d.extra.unwrap().summary_thought.unwrap().content, vec!["a", "b"]);
+        assert_eq!(
+            d.extra.unwrap().summary_thought.unwrap().content,
+            vec!["a", "b"]
+        );
         let e = parse(br#"{"choices":[{"delta":{"name":"web_search","extra":{"web_search_info":[{"url":"u","title":"t"}]}}}]}"#).unwrap();
-        let info = e.choices.unwrap().delta.unwrap().extra.unwrap().web_search_info.unwrap();
+        let info = e
+            .choices
+            .unwrap()
+            .delta
+            .unwrap()
+            .extra
+            .unwrap()
+            .web_search_info
+            .unwrap();
         assert_eq!(info[0].url, "u");
-        let e = parse(br#"{"success":false,"data":{"code":"RateLimited","num":2,"details":"x"}}"#).unwrap();
+        let e = parse(br#"{"success":false,"data":{"code":"RateLimited","num":2,"details":"x"}}"#)
+            .unwrap();
         assert_eq!(e.success, Some(false));
         assert_eq!(e.data.unwrap().code.as_deref(), Some("RateLimited"));
         let e = parse(br#"{"error":{"code":"internal_error","message":"quota"}}"#).unwrap();

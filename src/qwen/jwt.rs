@@ -27,7 +27,8 @@ mod tests {
 
     #[test]
     fn reads_exp() {
-        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"id":"u","exp":1900000000}"#);
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"id":"u","exp":1900000000}"#);
         assert_eq!(expiry(&format!("h.{payload}.s")), Some(1_900_000_000));
         assert_eq!(expiry("garbage"), None);
         assert_eq!(expiry("a.b.c"), None);

@@ -14,8 +14,14 @@ pub struct ModelInfo {
 
 /// `abilities` uses 1 for available (2 unavailable, 4 always on); `capabilities` uses bools.
 fn ability(meta: &Value, key: &str) -> bool {
-    let a = meta.get("abilities").and_then(|a| a.get(key)).and_then(Value::as_i64);
-    let c = meta.get("capabilities").and_then(|c| c.get(key)).and_then(Value::as_bool);
+    let a = meta
+        .get("abilities")
+        .and_then(|a| a.get(key))
+        .and_then(Value::as_i64);
+    let c = meta
+        .get("capabilities")
+        .and_then(|c| c.get(key))
+        .and_then(Value::as_bool);
     match (a, c) {
         (Some(v), _) => v == 1 || v == 4,
         (None, Some(b)) => b,
@@ -124,7 +130,12 @@ mod tests {
         let a = parse(&model("qwen3-max", 1, &["t2t", "search"])).unwrap();
         assert_eq!(
             a.variants(false),
-            vec!["qwen3-max", "qwen3-max-thinking", "qwen3-max-search", "qwen3-max-thinking-search"]
+            vec![
+                "qwen3-max",
+                "qwen3-max-thinking",
+                "qwen3-max-search",
+                "qwen3-max-thinking-search"
+            ]
         );
         assert_eq!(a.variants(true), vec!["qwen3-max"]);
         let b = parse(&model("coder", 2, &["t2t"])).unwrap();
@@ -143,7 +154,12 @@ mod tests {
         assert_eq!(find(&ms, "CODER").unwrap().id, "coder");
         assert!(find(&ms, "nope").is_none());
         let list = openai_list(&ms, false);
-        let ids: Vec<&str> = list["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+        let ids: Vec<&str> = list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap())
+            .collect();
         assert_eq!(ids, vec!["qwen3-max", "qwen3-max-thinking", "coder"]);
     }
 }

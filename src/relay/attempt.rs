@@ -8,7 +8,9 @@ use pingora::proxy::Session;
 use tokio::time::Instant;
 
 use crate::context::RequestCtx;
-use crate::convert::classify::{classify_html, classify_json_error, classify_status, looks_like_html, Failure, FailureClass};
+use crate::convert::classify::{
+    classify_html, classify_json_error, classify_status, looks_like_html, Failure, FailureClass,
+};
 use crate::convert::request::ChatPlan;
 use crate::convert::stream::{prompt_estimate, ConvertOptions, Converter, Sink, Step};
 use crate::gateway::Gateway;
@@ -34,7 +36,9 @@ pub enum Outcome {
 const ERROR_BODY_LIMIT: usize = 256 * 1024;
 
 fn now() -> (u64, u64) {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     (d.as_secs(), d.as_millis() as u64)
 }
 
@@ -47,7 +51,10 @@ pub async fn run(
     deadline: Instant,
 ) -> Outcome {
     let Some(token) = identity.token() else {
-        return Outcome::Failed(Failure::new(FailureClass::Auth, "the identity has no token"));
+        return Outcome::Failed(Failure::new(
+            FailureClass::Auth,
+            "the identity has no token",
+        ));
     };
     let creds = Credentials {
         token: &token,
@@ -137,7 +144,10 @@ async fn check_reply(gw: &Gateway, mut ex: Exchange) -> Result<Exchange, Failure
         return Err(classify_html(200, &body));
     }
     Err(classify_json_error(&body).unwrap_or_else(|| {
-        Failure::new(FailureClass::Transient, "the completion reply was not an event stream")
+        Failure::new(
+            FailureClass::Transient,
+            "the completion reply was not an event stream",
+        )
     }))
 }
 
@@ -183,7 +193,10 @@ impl Relay<'_> {
                 _ = client_gone(session) => return Pumped::ClientGone,
             };
             let step = match read {
-                Err(_) => Step::Failed(Failure::new(FailureClass::Timeout, "total time limit reached")),
+                Err(_) => Step::Failed(Failure::new(
+                    FailureClass::Timeout,
+                    "total time limit reached",
+                )),
                 Ok(Err(f)) => Step::Failed(f),
                 Ok(Ok(Some(chunk))) => self.feed(&mut conv, &chunk),
                 Ok(Ok(None)) => {
@@ -277,7 +290,10 @@ impl Relay<'_> {
                 self.gw.upstream.abort(ex).await;
                 return Outcome::ClientGone;
             }
-            conv = match self.pump(session, &mut ex, conv, |c| c.sink().pending() > 0).await {
+            conv = match self
+                .pump(session, &mut ex, conv, |c| c.sink().pending() > 0)
+                .await
+            {
                 Pumped::Committed(c) | Pumped::Finished(c) => c,
                 Pumped::Failed(mut c, f) => {
                     self.gw.upstream.abort(ex).await;
@@ -289,7 +305,9 @@ impl Relay<'_> {
                     );
                     ctx.error_class = Some(f.class.as_str());
                     c.sink_mut().error(&f.to_api_error());
-                    let _ = session.write_response_body(Some(c.sink_mut().take()), true).await;
+                    let _ = session
+                        .write_response_body(Some(c.sink_mut().take()), true)
+                        .await;
                     return Outcome::Served;
                 }
                 Pumped::ClientGone => {

@@ -15,7 +15,11 @@ use crate::qwen::models;
 use crate::relay;
 use crate::respond;
 
-pub async fn handle(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), ApiError> {
+pub async fn handle(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<(), ApiError> {
     let (caller, client_creds) = super::authenticate(gw, session)?;
     ctx.caller = caller.name();
     let ct = session
@@ -67,8 +71,8 @@ pub async fn handle(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx) -
     // A catalog we cannot fetch does not block chatting: the name is then sent as given.
     if let Ok(list) = gw.catalog.get(&gw.upstream, &gw.pool, creds.as_ref()).await {
         let spec = parse_model(&plan.requested_model);
-        let found = models::find(&list, &spec.base)
-            .or_else(|| models::find(&list, &plan.requested_model));
+        let found =
+            models::find(&list, &spec.base).or_else(|| models::find(&list, &plan.requested_model));
         match found {
             Some(m) if m.id.eq_ignore_ascii_case(&plan.requested_model) => {
                 plan.upstream_model = m.id.clone();

@@ -36,7 +36,11 @@ pub fn report(gw: &Gateway) -> serde_json::Value {
         })
         .collect();
     let valid = ids.iter().filter(|i| i["token_valid"] == true).count();
-    let status = if !s.server_mode || valid > 0 { "ok" } else { "degraded" };
+    let status = if !s.server_mode || valid > 0 {
+        "ok"
+    } else {
+        "degraded"
+    };
     let soonest = gw
         .pool
         .all()
@@ -71,7 +75,11 @@ pub fn report(gw: &Gateway) -> serde_json::Value {
     })
 }
 
-pub async fn handle(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), ApiError> {
+pub async fn handle(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<(), ApiError> {
     let body = serde_json::to_vec(&report(gw)).expect("json value serialises");
     ctx.status = 200;
     respond::json(session, 200, body, &ctx.request_id)

@@ -32,7 +32,11 @@ pub fn authenticate(
 }
 
 /// Dispatches one request; always answers it, so the proxy never goes upstream on its own.
-pub async fn handle(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<()> {
+pub async fn handle(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> pingora::Result<()> {
     let method = session.req_header().method.as_str().to_string();
     let path = session.req_header().uri.path().to_string();
     let result = match (method.as_str(), path.as_str()) {
@@ -63,7 +67,9 @@ pub async fn handle(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx) -
         }
         _ => {
             ctx.route = "not_found";
-            Err(ApiError::not_found(format!("Unknown route: {method} {path}")))
+            Err(ApiError::not_found(format!(
+                "Unknown route: {method} {path}"
+            )))
         }
     };
     if let Err(e) = result {

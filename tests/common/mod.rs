@@ -15,7 +15,11 @@ pub const ADMIN_KEY: &str = "sk-test-admin-0123456789";
 pub const USER_KEY: &str = "sk-test-user-0123456789";
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A child process that is killed when dropped, whose stderr goes to a log file.
@@ -121,18 +125,23 @@ pub fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> (u16, 
     let text = String::from_utf8_lossy(&raw).to_string();
     let status: u16 = text[9..12].parse().unwrap();
     let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-    let body = if text.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if text
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_string()
     };
-    (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
 }
 
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
-    loop {
-        let Some((size, rest)) = s.split_once("\r\n") else { break };
+    while let Some((size, rest)) = s.split_once("\r\n") {
         let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
         if n == 0 {
             break;
@@ -144,7 +153,12 @@ fn dechunk(mut s: &str) -> String {
 }
 
 pub fn mint(sim: &Proc, email: &str, ttl: i64) -> String {
-    let (st, v) = http(sim.port, "POST", "/__sim/mint", Some(&json!({"email": email, "ttl_secs": ttl})));
+    let (st, v) = http(
+        sim.port,
+        "POST",
+        "/__sim/mint",
+        Some(&json!({"email": email, "ttl_secs": ttl})),
+    );
     assert_eq!(st, 200, "mint: {v}");
     v["token"].as_str().unwrap().to_string()
 }
@@ -173,7 +187,10 @@ pub fn pair(extra_env: &[(&str, &str)]) -> (Proc, Proc) {
     let mut env = vec![
         ("QWEN_BASE_URL", base.as_str()),
         ("QWEN_TOKEN", token.as_str()),
-        ("API_KEY", "sk-test-admin-0123456789,sk-test-user-0123456789"),
+        (
+            "API_KEY",
+            "sk-test-admin-0123456789,sk-test-user-0123456789",
+        ),
     ];
     env.extend_from_slice(extra_env);
     let gw = spawn_gateway(&env);
