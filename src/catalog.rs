@@ -69,7 +69,7 @@ impl ModelCatalog {
                     let Some(token) = id.token() else { continue };
                     let c = Credentials {
                         token: &token,
-                        cookie: id.cookie.as_deref(),
+                        cookie: id.cookie(),
                     };
                     last = api::list_models(client, &c).await;
                     if last.is_ok() {

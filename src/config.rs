@@ -39,6 +39,33 @@ impl ThinkingFormat {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolStrategy {
+    RoundRobin,
+    LeastInFlight,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatCleanup {
+    /// Delete each chat the gateway created as soon as its request ends.
+    AfterUse,
+    /// Periodically delete the account's chats beyond the first page (the seed's behaviour).
+    Sweep,
+    Off,
+}
+
+/// Thresholds and cooldowns of the per-identity circuit breaker.
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerSettings {
+    /// Consecutive failures after which an identity is `degraded` (still used).
+    pub degraded_after: u32,
+    /// Consecutive failures after which it is `down` (skipped until the cooldown ends).
+    pub open_after: u32,
+    pub open_cooldown: Duration,
+    /// How long a rate-limited identity rests when the upstream gives no `Retry-After`.
+    pub rate_limit_cooldown: Duration,
+}
+
 #[derive(Clone)]
 pub struct Settings {
     pub listen: String,
@@ -49,6 +76,17 @@ pub struct Settings {
     pub qwen_base_url: String,
     pub qwen_token: Option<String>,
     pub cookies: Vec<String>,
+    /// `(email, password)` accounts signed in with the SHA-256 password form.
+    pub accounts: Vec<(String, String)>,
+    /// The settings file whose `QWEN_TOKEN` the gateway writes refreshed tokens back to.
+    pub token_file: Option<std::path::PathBuf>,
+    pub pool_strategy: PoolStrategy,
+    /// 0 = no cap.
+    pub max_in_flight_per_identity: usize,
+    pub breaker: BreakerSettings,
+    pub token_refresh_ahead: Duration,
+    pub chat_cleanup: ChatCleanup,
+    pub chat_sweep_interval: Duration,
     pub reasoning_output: ReasoningOutput,
     pub thinking_format: ThinkingFormat,
     pub search_info_mode: SearchInfoMode,
@@ -77,6 +115,10 @@ impl fmt::Debug for Settings {
             .field("qwen_base_url", &self.qwen_base_url)
             .field("qwen_token", &self.qwen_token.as_ref().map(|_| "<set>"))
             .field("cookies", &format_args!("[{} cookies]", self.cookies.len()))
+            .field(
+                "accounts",
+                &format_args!("[{} accounts]", self.accounts.len()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -172,6 +214,10 @@ impl Source<'_> {
         }
     }
 
+    fn millis_or_zero(&self, key: &str, default_ms: u64) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_millis(self.num(key, default_ms)?))
+    }
+
     fn millis(&self, key: &str, default_ms: u64) -> Result<Duration, ConfigError> {
         let ms: u64 = self.num(key, default_ms)?;
         if ms == 0 {
@@ -242,6 +288,57 @@ impl Settings {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| ConfigError(format!("COOKIE_FILE {path:?} cannot be read: {e}")))?;
             cookies.extend(split_cookies(&text));
+        } else if s.get("COOKIE").is_none() && std::path::Path::new("cookie.txt").is_file() {
+            // The seed reads cookie.txt from its working directory when nothing else is given.
+            let text = std::fs::read_to_string("cookie.txt")
+                .map_err(|e| ConfigError(format!("cookie.txt cannot be read: {e}")))?;
+            cookies.extend(split_cookies(&text));
+        }
+        let accounts = match s.get("ACCOUNTS") {
+            None => Vec::new(),
+            Some(v) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(|a| match a.split_once(':') {
+                    Some((e, p)) if !e.trim().is_empty() && !p.is_empty() => {
+                        Ok((e.trim().to_string(), p.to_string()))
+                    }
+                    _ => Err(ConfigError(
+                        "ACCOUNTS must be email:password[,email:password...]".into(),
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let pool_strategy = match s.get("POOL_STRATEGY").as_deref().map(str::trim) {
+            None | Some("round_robin") => PoolStrategy::RoundRobin,
+            Some("least_in_flight") => PoolStrategy::LeastInFlight,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "POOL_STRATEGY must be round_robin or least_in_flight, got {other:?}"
+                )))
+            }
+        };
+        let chat_cleanup = match s.get("CHAT_CLEANUP").as_deref().map(str::trim) {
+            None | Some("after_use") => ChatCleanup::AfterUse,
+            Some("sweep") => ChatCleanup::Sweep,
+            Some("off") => ChatCleanup::Off,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "CHAT_CLEANUP must be after_use, sweep or off, got {other:?}"
+                )))
+            }
+        };
+        let breaker = BreakerSettings {
+            degraded_after: s.num("BREAKER_DEGRADED_AFTER", 2)?,
+            open_after: s.num("BREAKER_OPEN_AFTER", 5)?,
+            open_cooldown: s.millis_or_zero("BREAKER_COOLDOWN_MS", 120_000)?,
+            rate_limit_cooldown: s.millis_or_zero("RATE_LIMIT_COOLDOWN_MS", 60_000)?,
+        };
+        if breaker.open_after == 0 || breaker.degraded_after > breaker.open_after {
+            return Err(ConfigError(
+                "BREAKER_OPEN_AFTER must be at least 1 and not below BREAKER_DEGRADED_AFTER".into(),
+            ));
         }
 
         let output_think = s.bool("OUTPUT_THINK", true)?;
@@ -309,6 +406,14 @@ impl Settings {
             qwen_base_url: base,
             qwen_token: s.get("QWEN_TOKEN").map(|t| t.trim().to_string()),
             cookies,
+            accounts,
+            token_file: None,
+            pool_strategy,
+            max_in_flight_per_identity: s.num("MAX_IN_FLIGHT_PER_IDENTITY", 0)?,
+            breaker,
+            token_refresh_ahead: Duration::from_secs(s.num("TOKEN_REFRESH_AHEAD_SECS", 24 * 3600)?),
+            chat_cleanup,
+            chat_sweep_interval: s.millis("CHAT_SWEEP_INTERVAL_MS", 3_600_000)?,
             reasoning_output,
             thinking_format,
             search_info_mode,
@@ -382,6 +487,9 @@ mod tests {
             ("SEARCH_INFO_MODE", "html"),
             ("QWEN_BASE_URL", "ftp://x"),
             ("UPSTREAM_IDLE_TIMEOUT_MS", "0"),
+            ("ACCOUNTS", "nopassword"),
+            ("POOL_STRATEGY", "random"),
+            ("CHAT_CLEANUP", "sometimes"),
         ] {
             let e = load(&[(k, v)]).unwrap_err();
             assert!(e.0.contains(k), "{e}");

@@ -50,10 +50,14 @@ fn main() {
             Err(e) => fail(&format!("cannot read {path}: {e}")),
         },
     };
-    let settings = match Settings::load(&file, &|k| std::env::var(k).ok()) {
+    let mut settings = match Settings::load(&file, &|k| std::env::var(k).ok()) {
         Ok(s) => s,
         Err(e) => fail(&format!("invalid configuration: {e}")),
     };
+    // A token that came from the settings file is written back there when refreshed.
+    if file.contains_key("QWEN_TOKEN") && std::env::var_os("QWEN_TOKEN").is_none() {
+        settings.token_file = cli.env_file.as_ref().map(std::path::PathBuf::from);
+    }
     let level = if settings.debug_mode {
         "debug".to_string()
     } else {

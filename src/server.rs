@@ -9,6 +9,7 @@ use pingora::services::background::background_service;
 
 use crate::config::Settings;
 use crate::gateway::Gateway;
+use crate::pool::cleanup::CleanupService;
 use crate::pool::tokens::TokenService;
 use crate::proxy::QwenProxy;
 
@@ -82,6 +83,10 @@ pub fn build(
     server.add_service(background_service(
         "tokens",
         TokenService { gw: gw.clone() },
+    ));
+    server.add_service(background_service(
+        "chat cleanup",
+        CleanupService { gw: gw.clone() },
     ));
     #[cfg(feature = "demo")]
     if let Some(s) = sim_service {

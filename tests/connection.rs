@@ -134,7 +134,9 @@ async fn a_client_that_disconnects_stops_the_upstream_request() {
             .json()
             .await
             .unwrap();
-        in_flight = h["identities"]["list"][0]["in_flight"].as_u64().unwrap();
+        in_flight = h["identity_pool"]["identities"][0]["in_flight"]
+            .as_u64()
+            .unwrap();
         if in_flight == 0 {
             break;
         }

@@ -11,9 +11,16 @@ fn body(directive: &str, stream: bool) -> Value {
            "messages": [{"role": "user", "content": format!("hello {directive}")}]})
 }
 
+/// One account that does not rest after failures, so each case sees the upstream's answer
+/// rather than the pool's cooldown (the pool tests cover that).
+const NO_REST: &[(&str, &str)] = &[
+    ("RATE_LIMIT_COOLDOWN_MS", "0"),
+    ("BREAKER_OPEN_AFTER", "1000"),
+    ("UPSTREAM_FIRST_BYTE_TIMEOUT_MS", "700"),
+];
+
 #[tokio::test]
 async fn failures_before_any_answer_get_truthful_statuses() {
-    let (_sim, gw) = pair(&[("UPSTREAM_FIRST_BYTE_TIMEOUT_MS", "700")]);
     let cases: &[(&str, u16, &str)] = &[
         ("[[sim:unauthorized]]", 502, "upstream_auth_failed"),
         ("[[sim:http429]]", 429, "upstream_rate_limited"),
@@ -32,6 +39,8 @@ async fn failures_before_any_answer_get_truthful_statuses() {
     ];
     for stream in [false, true] {
         for (directive, status, code) in cases {
+            // A fresh account per case: some faults (rightly) make the account rest for hours.
+            let (_sim, gw) = pair(NO_REST);
             let r = chat(&gw, body(directive, stream)).await;
             let got = r.status().as_u16();
             let retry_after = r.headers().get("retry-after").cloned();
@@ -45,6 +54,7 @@ async fn failures_before_any_answer_get_truthful_statuses() {
             }
         }
     }
+    let (_sim, gw) = pair(NO_REST);
     // Thinking is streamed as soon as it comes, so a stream that dies after thinking has
     // already committed its 200 and ends with an error event; unstreamed, it is a 502.
     let r = chat(&gw, body("[[sim:disconnect_after_thinking]]", false)).await;
@@ -56,14 +66,23 @@ async fn failures_before_any_answer_get_truthful_statuses() {
     assert!(content.is_empty() && !reasoning.is_empty());
     let err: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
     assert_eq!(err["error"]["code"], "upstream_error");
-    // The rate-limit header value from the upstream is passed on.
+    // The rate-limit header value from the upstream is passed on, and the account rests for it.
+    let (_sim, gw) = pair(&[]);
     let r = chat(&gw, body("[[sim:http429]]", false)).await;
     assert_eq!(r.headers()["retry-after"], "60");
+    let r = chat(&gw, body("", false)).await;
+    assert_eq!(r.status(), 503);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((55..=61).contains(&wait), "{wait}");
 }
 
 #[tokio::test]
 async fn chats_new_failures_are_upstream_errors() {
-    let (sim, gw) = pair(&[]);
+    let (sim, gw) = pair(NO_REST);
     for mode in ["chats_new_500", "chats_new_fail", "chats_new_noid"] {
         inject(&sim, DEMO.0, "chats_new", mode, 1);
         let r = chat(&gw, body("", false)).await;
@@ -75,7 +94,7 @@ async fn chats_new_failures_are_upstream_errors() {
 
 #[tokio::test]
 async fn failures_after_the_answer_started_end_the_stream_with_an_error_event() {
-    let (sim, gw) = pair(&[]);
+    let (sim, gw) = pair(NO_REST);
     let r = chat(&gw, body("[[sim:midstream_quota=3]]", true)).await;
     assert_eq!(r.status(), 200);
     let events = sse_events(&r.text().await.unwrap());
@@ -90,7 +109,9 @@ async fn failures_after_the_answer_started_end_the_stream_with_an_error_event() 
     assert_eq!(r.status(), 429);
 
     let r = chat(&gw, body("[[sim:disconnect=3]]", true)).await;
-    let events = sse_events(&r.text().await.unwrap());
+    let text = r.text().await.unwrap();
+    let events = sse_events(&text);
+    assert!(events.len() >= 2, "{text}");
     let err: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
     assert_eq!(err["error"]["code"], "upstream_error");
 
@@ -152,7 +173,10 @@ async fn odd_but_valid_streams_still_deliver_the_whole_answer() {
 
 #[tokio::test]
 async fn a_stream_that_goes_silent_times_out() {
-    let (_sim, gw) = pair(&[("UPSTREAM_IDLE_TIMEOUT_MS", "800")]);
+    let (_sim, gw) = pair(&[
+        ("UPSTREAM_IDLE_TIMEOUT_MS", "800"),
+        ("BREAKER_OPEN_AFTER", "1000"),
+    ]);
     let r = chat(&gw, body("[[sim:never_end]]", false)).await;
     assert_eq!(r.status(), 504);
     let r = chat(&gw, body("[[sim:never_end]]", true)).await;
@@ -164,7 +188,10 @@ async fn a_stream_that_goes_silent_times_out() {
 
 #[tokio::test]
 async fn an_oversized_event_line_is_an_error_not_unbounded_buffering() {
-    let (_sim, gw) = pair(&[("MAX_SSE_LINE_BYTES", "65536")]);
+    let (_sim, gw) = pair(&[
+        ("MAX_SSE_LINE_BYTES", "65536"),
+        ("BREAKER_OPEN_AFTER", "1000"),
+    ]);
     let r = chat(&gw, body("[[sim:huge_line=200000]]", false)).await;
     assert_eq!(r.status(), 502);
     let r = chat(&gw, body("[[sim:huge_line=30000]]", false)).await;

@@ -39,6 +39,8 @@ pub struct Failure {
     /// Safe to show a client: built from upstream error text, never from credentials.
     pub detail: String,
     pub retry_after: Option<u64>,
+    /// The upstream's HTTP status, when the failure was a non-200 reply.
+    pub status: Option<u16>,
 }
 
 impl Failure {
@@ -47,6 +49,7 @@ impl Failure {
             class,
             detail: detail.into(),
             retry_after: None,
+            status: None,
         }
     }
 
@@ -169,6 +172,13 @@ pub fn classify_code(code: &str, text: &str) -> FailureClass {
 
 /// Classifies a non-200 upstream reply from its status, headers and (bounded) body.
 pub fn classify_status(status: u16, retry_after: Option<u64>, body: &[u8]) -> Failure {
+    Failure {
+        status: Some(status),
+        ..classify_status_inner(status, retry_after, body)
+    }
+}
+
+fn classify_status_inner(status: u16, retry_after: Option<u64>, body: &[u8]) -> Failure {
     if looks_like_html(body) {
         let f = classify_html(status, body);
         if f.class == FailureClass::Waf || status == 200 {
@@ -190,6 +200,7 @@ pub fn classify_status(status: u16, retry_after: Option<u64>, body: &[u8]) -> Fa
         class,
         detail,
         retry_after,
+        status: None,
     }
 }
 
@@ -217,6 +228,7 @@ pub fn classify_json_error(body: &[u8]) -> Option<Failure> {
                 class,
                 detail: format!("{code}: {details}"),
                 retry_after,
+                status: None,
             });
         }
     }

@@ -1,40 +1,99 @@
-//! Upstream identities (Qwen accounts) and the choice of one per attempt.
-//!
-//! This is the seam the identity pool grows from: selection excludes identities already tried
-//! for the request, so fail-over is "pick again"; health and breaker state will hang off
-//! [`Identity`] and [`IdentityPool::report`].
+//! Upstream identities (Qwen accounts), their health, and the choice of one per attempt.
+//! Selection excludes identities already tried for the request, so fail-over is "pick again".
 
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+pub mod cleanup;
+pub mod health;
+pub mod tokens;
+pub mod writeback;
 
-use crate::convert::classify::FailureClass;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::config::{BreakerSettings, PoolStrategy};
+use crate::convert::classify::Failure;
+use health::{Availability, FollowUp, Health, State};
+
+/// Where an identity's token comes from, which decides how it is refreshed.
+#[derive(Clone)]
+pub enum Source {
+    /// A bare token (refreshed through `/api/v1/auths/` with the token itself while it is valid).
+    Token,
+    /// A browser cookie string.
+    Cookie(String),
+    /// Email and plaintext password, signed in with the SHA-256 form.
+    Account { email: String, password: String },
+}
 
 pub struct Identity {
     pub id: usize,
-    /// Safe to log and show: never derived from the secret's characters.
+    /// Safe to log and show: a kind and a number, plus a masked email for accounts.
     pub label: String,
-    pub cookie: Option<String>,
+    pub source: Source,
     token: RwLock<Option<Arc<str>>>,
     expires_at: AtomicI64,
     pub in_flight: AtomicUsize,
-    last_error: RwLock<Option<&'static str>>,
+    health: Mutex<Health>,
+    /// Set when the upstream refused the token; the token service acts on it.
+    pub refresh_requested: AtomicBool,
+    pub token_from_file: bool,
+    /// Refresh schedule, owned by the token service: when (unix ms, 0 = now), how many
+    /// consecutive refreshes failed, and whether one is running.
+    pub next_refresh_ms: AtomicI64,
+    pub refresh_failures: AtomicU32,
+    pub refreshing: AtomicBool,
+}
+
+impl std::fmt::Debug for Identity {
+    // Only the label: the source holds secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label)
+    }
+}
+
+/// `d***@example.com`: enough to tell accounts apart, not enough to read the address.
+pub fn mask_email(email: &str) -> String {
+    match email.split_once('@') {
+        Some((user, domain)) => {
+            let first: String = user.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "***".into(),
+    }
 }
 
 impl Identity {
-    pub fn new(id: usize, token: Option<String>, cookie: Option<String>) -> Self {
+    pub fn new(id: usize, token: Option<String>, source: Source) -> Self {
+        let label = match &source {
+            Source::Token => format!("token-{}", id + 1),
+            Source::Cookie(_) => format!("cookie-{}", id + 1),
+            Source::Account { email, .. } => format!("account-{} ({})", id + 1, mask_email(email)),
+        };
         let ident = Identity {
             id,
-            label: format!("identity-{}", id + 1),
-            cookie,
+            label,
+            source,
             token: RwLock::new(None),
             expires_at: AtomicI64::new(0),
             in_flight: AtomicUsize::new(0),
-            last_error: RwLock::new(None),
+            health: Mutex::new(Health::default()),
+            refresh_requested: AtomicBool::new(false),
+            token_from_file: false,
+            next_refresh_ms: AtomicI64::new(0),
+            refresh_failures: AtomicU32::new(0),
+            refreshing: AtomicBool::new(false),
         };
         if let Some(t) = token {
             ident.set_token(t);
         }
         ident
+    }
+
+    pub fn cookie(&self) -> Option<&str> {
+        match &self.source {
+            Source::Cookie(c) => Some(c),
+            _ => None,
+        }
     }
 
     pub fn token(&self) -> Option<Arc<str>> {
@@ -45,6 +104,10 @@ impl Identity {
         let exp = crate::qwen::jwt::expiry(&token).unwrap_or(0);
         self.expires_at.store(exp, Ordering::Relaxed);
         *self.token.write().expect("token lock") = Some(Arc::from(token));
+        self.health
+            .lock()
+            .expect("health lock")
+            .on_token_refreshed();
     }
 
     /// Unix seconds, or 0 when the token carries no readable expiry.
@@ -52,12 +115,8 @@ impl Identity {
         self.expires_at.load(Ordering::Relaxed)
     }
 
-    pub fn last_error(&self) -> Option<&'static str> {
-        *self.last_error.read().expect("error lock")
-    }
-
-    fn set_last_error(&self, e: Option<&'static str>) {
-        *self.last_error.write().expect("error lock") = e;
+    pub fn health(&self) -> Health {
+        self.health.lock().expect("health lock").clone()
     }
 }
 
@@ -81,16 +140,38 @@ impl Drop for InFlight {
     }
 }
 
+/// Why no identity could be picked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// Every identity was tried for this request (or there are none with a token).
+    Exhausted,
+    /// All are resting (breaker open or rate-limit cooldown); the soonest is back after this.
+    AllDown(Duration),
+    /// All are at their in-flight cap.
+    AllBusy,
+}
+
 pub struct IdentityPool {
     identities: Vec<Arc<Identity>>,
     next: AtomicUsize,
+    strategy: PoolStrategy,
+    cap: usize,
+    breaker: BreakerSettings,
 }
 
 impl IdentityPool {
-    pub fn new(identities: Vec<Identity>) -> Self {
+    pub fn new(
+        identities: Vec<Identity>,
+        strategy: PoolStrategy,
+        cap: usize,
+        breaker: BreakerSettings,
+    ) -> Self {
         IdentityPool {
             identities: identities.into_iter().map(Arc::new).collect(),
             next: AtomicUsize::new(0),
+            strategy,
+            cap,
+            breaker,
         }
     }
 
@@ -98,59 +179,193 @@ impl IdentityPool {
         &self.identities
     }
 
-    pub fn len(&self) -> usize {
-        self.identities.len()
+    pub fn breaker(&self) -> &BreakerSettings {
+        &self.breaker
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.identities.is_empty()
+    pub fn state(&self, id: &Identity, now: Instant) -> State {
+        id.health
+            .lock()
+            .expect("health lock")
+            .state(now, &self.breaker)
     }
 
-    /// Round-robin over identities that have a token and were not tried for this request.
-    pub fn pick(&self, tried: &[usize]) -> Option<Arc<Identity>> {
-        let n = self.identities.len();
-        if n == 0 {
-            return None;
+    /// Chooses an identity not in `tried`, by the configured strategy, among those with a
+    /// token, not resting and under the in-flight cap. A half-open identity's trial is taken
+    /// atomically with the choice so only one request tests it.
+    pub fn pick(&self, tried: &[usize]) -> Result<Arc<Identity>, Unavailable> {
+        self.pick_at(tried, Instant::now())
+    }
+
+    pub fn pick_at(&self, tried: &[usize], now: Instant) -> Result<Arc<Identity>, Unavailable> {
+        let mut soonest: Option<Duration> = None;
+        let mut busy = false;
+        let mut any_left = false;
+        // Rotating over the currently available identities (not over all of them) keeps the
+        // spread even when some are resting.
+        let mut candidates: Vec<(&Arc<Identity>, usize, bool)> =
+            Vec::with_capacity(self.identities.len());
+        for id in &self.identities {
+            if tried.contains(&id.id) || id.token().is_none() {
+                continue;
+            }
+            any_left = true;
+            let flying = id.in_flight.load(Ordering::Relaxed);
+            if self.cap > 0 && flying >= self.cap {
+                busy = true;
+                continue;
+            }
+            match id.health.lock().expect("health lock").availability(now) {
+                Availability::Until(t) => {
+                    let d = t - now;
+                    soonest = Some(soonest.map_or(d, |s| s.min(d)));
+                }
+                Availability::Busy => busy = true,
+                Availability::Trial => candidates.push((id, flying, true)),
+                Availability::Yes => candidates.push((id, flying, false)),
+            }
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .map(|i| &self.identities[(start + i) % n])
-            .find(|id| !tried.contains(&id.id) && id.token().is_some())
-            .cloned()
+        if !candidates.is_empty() {
+            let turn = self.next.fetch_add(1, Ordering::Relaxed) % candidates.len();
+            let chosen = match self.strategy {
+                PoolStrategy::RoundRobin => candidates[turn],
+                PoolStrategy::LeastInFlight => {
+                    let least = candidates.iter().map(|c| c.1).min().unwrap_or(0);
+                    let tied: Vec<_> = candidates.iter().filter(|c| c.1 == least).collect();
+                    *tied[turn % tied.len()]
+                }
+            };
+            let (id, _, trial) = chosen;
+            if trial {
+                let mut h = id.health.lock().expect("health lock");
+                // Another request may have taken the trial since the scan.
+                if h.availability(now) != Availability::Trial {
+                    drop(h);
+                    return self.pick_at(&[tried, &[id.id]].concat(), now);
+                }
+                h.start_trial();
+            }
+            return Ok(id.clone());
+        }
+        if !any_left {
+            return Err(Unavailable::Exhausted);
+        }
+        match soonest {
+            Some(d) if !busy => Err(Unavailable::AllDown(d)),
+            _ => Err(Unavailable::AllBusy),
+        }
     }
 
-    pub fn report(&self, identity: &Identity, outcome: Result<(), FailureClass>) {
-        identity.set_last_error(outcome.err().map(FailureClass::as_str));
+    pub fn report_success(&self, identity: &Identity) {
+        identity.health.lock().expect("health lock").on_success();
+    }
+
+    pub fn report_failure(&self, identity: &Identity, f: &Failure) {
+        self.report_failure_at(identity, f, Instant::now());
+    }
+
+    pub fn report_failure_at(&self, identity: &Identity, f: &Failure, now: Instant) {
+        let follow = identity.health.lock().expect("health lock").on_failure(
+            f.class,
+            f.retry_after.map(Duration::from_secs),
+            now,
+            &self.breaker,
+        );
+        if follow == FollowUp::RefreshToken {
+            identity.refresh_requested.store(true, Ordering::Relaxed);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::convert::classify::FailureClass;
 
-    #[test]
-    fn round_robin_skips_tried_and_tokenless() {
-        let pool = IdentityPool::new(vec![
-            Identity::new(0, Some("a".into()), None),
-            Identity::new(1, None, Some("c=1".into())),
-            Identity::new(2, Some("b".into()), None),
-        ]);
-        let picks: Vec<usize> = (0..4).map(|_| pool.pick(&[]).unwrap().id).collect();
-        assert!(picks.iter().all(|p| *p != 1));
-        assert!(picks.contains(&0) && picks.contains(&2));
-        assert_eq!(pool.pick(&[0]).unwrap().id, 2);
-        assert!(pool.pick(&[0, 2]).is_none());
+    fn breaker() -> BreakerSettings {
+        BreakerSettings {
+            degraded_after: 1,
+            open_after: 2,
+            open_cooldown: Duration::from_secs(10),
+            rate_limit_cooldown: Duration::from_secs(5),
+        }
+    }
+
+    fn pool(strategy: PoolStrategy, cap: usize) -> IdentityPool {
+        IdentityPool::new(
+            vec![
+                Identity::new(0, Some("a".into()), Source::Token),
+                Identity::new(1, None, Source::Cookie("c=1".into())),
+                Identity::new(2, Some("b".into()), Source::Token),
+            ],
+            strategy,
+            cap,
+            breaker(),
+        )
     }
 
     #[test]
-    fn in_flight_guard() {
-        let id = Arc::new(Identity::new(0, Some("t".into()), None));
-        {
-            let _g = InFlight::new(id.clone());
-            assert_eq!(id.in_flight.load(Ordering::Relaxed), 1);
+    fn round_robin_spreads_and_skips_tried_and_tokenless() {
+        let p = pool(PoolStrategy::RoundRobin, 0);
+        let picks: Vec<usize> = (0..6).map(|_| p.pick(&[]).unwrap().id).collect();
+        assert!(!picks.contains(&1));
+        assert_eq!(picks.iter().filter(|x| **x == 0).count(), 3, "{picks:?}");
+        assert_eq!(p.pick(&[0]).unwrap().id, 2);
+        assert_eq!(p.pick(&[0, 2]).unwrap_err(), Unavailable::Exhausted);
+    }
+
+    #[test]
+    fn least_in_flight_and_caps() {
+        let p = pool(PoolStrategy::LeastInFlight, 1);
+        let a = InFlight::new(p.pick(&[]).unwrap());
+        let b = InFlight::new(p.pick(&[]).unwrap());
+        assert_ne!(a.identity().id, b.identity().id);
+        assert_eq!(p.pick(&[]).unwrap_err(), Unavailable::AllBusy);
+        drop(a);
+        assert!(p.pick(&[]).is_ok());
+    }
+
+    #[test]
+    fn resting_identities_are_skipped_and_all_down_says_when() {
+        let p = pool(PoolStrategy::RoundRobin, 0);
+        let now = Instant::now();
+        let rl = Failure {
+            retry_after: Some(3),
+            ..Failure::new(FailureClass::RateLimit, "x")
+        };
+        let a = p.all()[0].clone();
+        p.report_failure_at(&a, &rl, now);
+        for _ in 0..4 {
+            assert_eq!(p.pick_at(&[], now).unwrap().id, 2);
         }
-        assert_eq!(id.in_flight.load(Ordering::Relaxed), 0);
+        let b = p.all()[2].clone();
+        p.report_failure_at(&b, &rl, now);
+        match p.pick_at(&[], now) {
+            Err(Unavailable::AllDown(d)) => assert!(d <= Duration::from_secs(3)),
+            other => panic!("{other:?}"),
+        }
+        assert!(p.pick_at(&[], now + Duration::from_secs(4)).is_ok());
+    }
+
+    #[test]
+    fn auth_failures_request_a_refresh() {
+        let p = pool(PoolStrategy::RoundRobin, 0);
+        let a = p.all()[0].clone();
+        p.report_failure(&a, &Failure::new(FailureClass::Auth, "401"));
+        assert!(a.refresh_requested.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn masking() {
+        assert_eq!(mask_email("demo@example.com"), "d***@example.com");
+        let i = Identity::new(
+            0,
+            None,
+            Source::Account {
+                email: "x@y.z".into(),
+                password: "hunter2".into(),
+            },
+        );
+        assert_eq!(i.label, "account-1 (x***@y.z)");
     }
 }
-
-pub mod tokens;

@@ -92,13 +92,7 @@ pub async fn token_from_cookie(client: &UpstreamClient, cookie: &str) -> Result<
     let mut req = client.request("GET", "/api/v1/auths/");
     headers::apply_cookie_only(&mut req, &client.base, cookie);
     let text = json_call(client, req, Bytes::new(), SMALL_BODY).await?;
-    let reply: AuthReply = serde_json::from_slice(&text)
-        .map_err(|_| Failure::new(FailureClass::Transient, "auths returned unreadable JSON"))?;
-    reply
-        .token
-        .or(reply.access_token)
-        .or(reply.data.and_then(|d| d.token))
-        .filter(|t| !t.is_empty())
+    token_in(&text)
         .ok_or_else(|| Failure::new(FailureClass::Auth, "the cookie did not yield a token"))
 }
 
@@ -132,4 +126,101 @@ pub async fn list_models(
         }
     }
     Err(last.unwrap_or_else(|| Failure::new(FailureClass::Transient, "no models")))
+}
+
+/// `POST /api/v1/auths/signin` with the SHA-256 password form (protocol §2.2) -> a token.
+pub async fn sign_in(
+    client: &UpstreamClient,
+    email: &str,
+    password: &str,
+) -> Result<String, Failure> {
+    use sha2::{Digest, Sha256};
+    let hashed: String = Sha256::digest(password.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let body = serde_json::to_vec(&serde_json::json!({"email": email, "password": hashed}))
+        .expect("json value serialises");
+    let mut req = client.request("POST", "/api/v1/auths/signin");
+    headers::apply_anonymous(&mut req, &client.base);
+    let text = match json_call(client, req, Bytes::from(body), SMALL_BODY).await {
+        // Wrong credentials come back as 400 with a `detail`; that is an auth failure.
+        Err(f) if f.status == Some(400) => {
+            return Err(Failure::new(
+                FailureClass::Auth,
+                "sign-in refused (check the email and password)",
+            ))
+        }
+        other => other?,
+    };
+    token_in(&text).ok_or_else(|| Failure::new(FailureClass::Auth, "sign-in returned no token"))
+}
+
+fn token_in(text: &[u8]) -> Option<String> {
+    let reply: AuthReply = serde_json::from_slice(text).ok()?;
+    reply
+        .token
+        .or(reply.access_token)
+        .or(reply.data.and_then(|d| d.token))
+        .filter(|t| !t.is_empty())
+}
+
+/// `GET /api/v1/auths/` with the current token -> a fresh one while it is still valid.
+pub async fn token_from_bearer(client: &UpstreamClient, token: &str) -> Result<String, Failure> {
+    let mut req = client.request("GET", "/api/v1/auths/");
+    headers::apply(
+        &mut req,
+        &client.base,
+        &Credentials {
+            token,
+            cookie: None,
+        },
+        "application/json",
+    );
+    let text = json_call(client, req, Bytes::new(), SMALL_BODY).await?;
+    token_in(&text)
+        .ok_or_else(|| Failure::new(FailureClass::Auth, "the token check returned no token"))
+}
+
+/// `DELETE /api/v2/chats/<id>`; an already deleted chat (404) counts as deleted.
+pub async fn delete_chat(
+    client: &UpstreamClient,
+    creds: &Credentials<'_>,
+    chat_id: &str,
+) -> Result<(), Failure> {
+    let mut req = client.request("DELETE", &format!("/api/v2/chats/{chat_id}"));
+    headers::apply(&mut req, &client.base, creds, "application/json");
+    match json_call(client, req, Bytes::new(), SMALL_BODY).await {
+        Ok(_) => Ok(()),
+        Err(f) if f.status == Some(404) => Ok(()),
+        Err(f) => Err(f),
+    }
+}
+
+#[derive(Deserialize)]
+struct ChatList {
+    #[serde(default)]
+    data: Vec<ChatItem>,
+}
+
+#[derive(Deserialize)]
+struct ChatItem {
+    id: String,
+}
+
+/// `GET /api/v2/chats/?page=N` -> the chat ids on that page (empty past the end).
+pub async fn list_chats(
+    client: &UpstreamClient,
+    creds: &Credentials<'_>,
+    page: u32,
+) -> Result<Vec<String>, Failure> {
+    let mut req = client.request(
+        "GET",
+        &format!("/api/v2/chats/?page={page}&exclude_project=true"),
+    );
+    headers::apply(&mut req, &client.base, creds, "application/json");
+    let text = json_call(client, req, Bytes::new(), MODELS_BODY).await?;
+    let list: ChatList = serde_json::from_slice(&text)
+        .map_err(|_| Failure::new(FailureClass::Transient, "the chat list was unreadable"))?;
+    Ok(list.data.into_iter().map(|c| c.id).collect())
 }

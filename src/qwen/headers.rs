@@ -60,3 +60,20 @@ pub fn apply_cookie_only(req: &mut RequestHeader, base: &BaseUrl, cookie: &str) 
         let _ = req.insert_header(k, v);
     }
 }
+
+/// Header set for sign-in, which carries no credentials yet.
+pub fn apply_anonymous(req: &mut RequestHeader, base: &BaseUrl) {
+    let origin = base.origin();
+    for (k, v) in [
+        ("x-request-id", uuid::Uuid::new_v4().to_string()),
+        ("user-agent", USER_AGENT.to_string()),
+        ("accept", "application/json".to_string()),
+        ("accept-encoding", "identity".to_string()),
+        ("content-type", "application/json".to_string()),
+        ("source", "web".to_string()),
+        ("origin", origin.clone()),
+        ("referer", format!("{origin}/")),
+    ] {
+        let _ = req.insert_header(k, v);
+    }
+}

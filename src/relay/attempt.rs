@@ -1,6 +1,7 @@
 //! One attempt on one identity: create the chat, open the completion, convert until the first
 //! output (nothing is written downstream before that), then commit and stream to the end.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -25,8 +26,11 @@ use crate::respond;
 use crate::sse::SseDecoder;
 
 pub enum Outcome {
-    /// A response was written (success, or an error event inside a committed stream).
+    /// A response was written.
     Served,
+    /// A stream was committed and then the upstream failed: the client got an error event,
+    /// and the failure still counts against the identity.
+    ServedThenFailed(Failure),
     /// Nothing was written downstream; another identity may be tried.
     Failed(Failure),
     ClientGone,
@@ -47,8 +51,9 @@ pub async fn run(
     session: &mut Session,
     ctx: &mut RequestCtx,
     plan: &ChatPlan,
-    identity: &Identity,
+    identity: &Arc<Identity>,
     deadline: Instant,
+    pooled: bool,
 ) -> Outcome {
     let Some(token) = identity.token() else {
         return Outcome::Failed(Failure::new(
@@ -58,11 +63,16 @@ pub async fn run(
     };
     let creds = Credentials {
         token: &token,
-        cookie: identity.cookie.as_deref(),
+        cookie: identity.cookie(),
     };
     let (secs, millis) = now();
+    // Deleted when this attempt ends, however it ends; a client-mode caller's chats are theirs.
+    let mut cleanup = None;
     let open = async {
         let chat_id = api::new_chat(&gw.upstream, &creds, new_chat_body(plan, millis)).await?;
+        if pooled {
+            cleanup = Some(gw.cleaner.guard(identity.clone(), chat_id.clone()));
+        }
         let path = format!("/api/v2/chat/completions?chat_id={chat_id}");
         let mut req = gw.upstream.request("POST", &path);
         headers::apply(&mut req, &gw.upstream.base, &creds, "text/event-stream");

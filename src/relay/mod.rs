@@ -17,7 +17,7 @@ use crate::convert::classify::{Failure, FailureClass};
 use crate::convert::request::ChatPlan;
 use crate::gateway::Gateway;
 use crate::openai::error::ApiError;
-use crate::pool::{Identity, InFlight};
+use crate::pool::{Identity, InFlight, Unavailable};
 use crate::respond;
 
 pub use attempt::Outcome;
@@ -34,6 +34,7 @@ pub async fn run(
     let deadline = tokio::time::Instant::now() + gw.settings.total_timeout;
     let mut tried: Vec<usize> = Vec::new();
     let mut last: Option<Failure> = None;
+    let mut unavailable: Option<Unavailable> = None;
     let ephemeral = ephemeral.map(std::sync::Arc::new);
     let max_attempts = 1 + gw.settings.upstream_retries;
     for _ in 0..max_attempts {
@@ -41,18 +42,38 @@ pub async fn run(
             Some(e) if tried.is_empty() => e.clone(),
             Some(_) => break,
             None => match gw.pool.pick(&tried) {
-                Some(i) => i,
-                None => break,
+                Ok(i) => i,
+                Err(why) => {
+                    unavailable = Some(why);
+                    break;
+                }
             },
         };
         tried.push(identity.id);
         ctx.attempts += 1;
         ctx.identity = Some(identity.label.clone());
         let guard = InFlight::new(identity.clone());
-        let outcome = attempt::run(gw, session, ctx, plan, guard.identity(), deadline).await;
+        let outcome = attempt::run(
+            gw,
+            session,
+            ctx,
+            plan,
+            guard.identity(),
+            deadline,
+            ephemeral.is_none(),
+        )
+        .await;
         match outcome {
             Outcome::Served => {
-                gw.pool.report(&identity, Ok(()));
+                if ephemeral.is_none() {
+                    gw.pool.report_success(&identity);
+                }
+                return Ok(());
+            }
+            Outcome::ServedThenFailed(f) => {
+                if ephemeral.is_none() {
+                    gw.pool.report_failure(&identity, &f);
+                }
                 return Ok(());
             }
             Outcome::ClientGone => {
@@ -68,7 +89,9 @@ pub async fn run(
                     f.class.as_str(),
                     f.detail
                 );
-                gw.pool.report(&identity, Err(f.class));
+                if ephemeral.is_none() {
+                    gw.pool.report_failure(&identity, &f);
+                }
                 ctx.error_class = Some(f.class.as_str());
                 let retry = !matches!(f.class, FailureClass::Moderation);
                 last = Some(f);
@@ -78,9 +101,23 @@ pub async fn run(
             }
         }
     }
-    let err = match last {
-        Some(f) => f.to_api_error(),
-        None => ApiError::new(
+    let err = match (last, unavailable) {
+        (Some(f), _) => f.to_api_error(),
+        (None, Some(Unavailable::AllDown(wait))) => ApiError::new(
+            503,
+            "upstream_error",
+            "all_identities_down",
+            "Every upstream account is resting after failures or rate limits; retry later.",
+        )
+        .with_retry_after(wait.as_secs() + 1),
+        (None, Some(Unavailable::AllBusy)) => ApiError::new(
+            503,
+            "upstream_error",
+            "all_identities_busy",
+            "Every upstream account is at its concurrency limit; retry shortly.",
+        )
+        .with_retry_after(1),
+        (None, _) => ApiError::new(
             503,
             "upstream_error",
             "no_upstream_identity",

@@ -9,7 +9,7 @@ use crate::convert::request::translate;
 use crate::gateway::Gateway;
 use crate::openai::error::ApiError;
 use crate::openai::request::ChatRequest;
-use crate::pool::Identity;
+use crate::pool::{Identity, Source};
 use crate::qwen::headers::Credentials;
 use crate::qwen::models;
 use crate::relay;
@@ -58,7 +58,11 @@ pub async fn handle(
                     ))
                 }
             };
-            Some(Identity::new(0, Some(token), c.cookie))
+            let source = match c.cookie {
+                Some(cookie) => Source::Cookie(cookie),
+                None => Source::Token,
+            };
+            Some(Identity::new(0, Some(token), source))
         }
         None => None,
     };
@@ -66,7 +70,7 @@ pub async fn handle(
     let token = ephemeral.as_ref().and_then(|i| i.token());
     let creds = token.as_deref().map(|t| Credentials {
         token: t,
-        cookie: ephemeral.as_ref().and_then(|i| i.cookie.as_deref()),
+        cookie: ephemeral.as_ref().and_then(|i| i.cookie()),
     });
     // A catalog we cannot fetch does not block chatting: the name is then sent as given.
     if let Ok(list) = gw.catalog.get(&gw.upstream, &gw.pool, creds.as_ref()).await {

@@ -17,6 +17,8 @@ fn now_secs() -> i64 {
 pub fn report(gw: &Gateway) -> serde_json::Value {
     let s = &gw.settings;
     let now = now_secs();
+    let instant = std::time::Instant::now();
+    let mut counts = [0usize; 3];
     let ids: Vec<serde_json::Value> = gw
         .pool
         .all()
@@ -24,19 +26,30 @@ pub fn report(gw: &Gateway) -> serde_json::Value {
         .map(|id| {
             let exp = id.expires_at();
             let has = id.token().is_some();
+            let state = gw.pool.state(id, instant);
+            counts[state as usize] += 1;
+            let h = id.health();
             json!({
                 "id": id.label,
+                "state": state.as_str(),
+                "available_in_secs": h.until(instant).map(|d| d.as_secs_f64().ceil() as u64),
                 "has_token": has,
                 "token_valid": has && (exp == 0 || exp > now),
                 "expires_at": (exp > 0).then_some(exp),
                 "remaining_secs": (exp > 0).then(|| (exp - now).max(0)),
                 "in_flight": id.in_flight.load(std::sync::atomic::Ordering::Relaxed),
-                "last_error": id.last_error(),
+                "last_error": h.last_error.map(|c| c.as_str()),
+                "successes": h.successes,
+                "failures": h.failures,
             })
         })
         .collect();
     let valid = ids.iter().filter(|i| i["token_valid"] == true).count();
-    let status = if !s.server_mode || valid > 0 {
+    let usable = ids
+        .iter()
+        .filter(|i| i["token_valid"] == true && i["state"] != "down")
+        .count();
+    let status = if !s.server_mode || usable > 0 {
         "ok"
     } else {
         "degraded"
@@ -60,6 +73,8 @@ pub fn report(gw: &Gateway) -> serde_json::Value {
             "output_think": s.reasoning_output != crate::config::ReasoningOutput::Hidden,
             "search_info_mode": format!("{:?}", s.search_info_mode).to_lowercase(),
             "simple_model_map": s.simple_model_map,
+            "pool_strategy": format!("{:?}", s.pool_strategy),
+            "chat_cleanup": format!("{:?}", s.chat_cleanup),
             "upstream": gw.upstream.base.origin(),
         },
         "token": {
@@ -67,10 +82,13 @@ pub fn report(gw: &Gateway) -> serde_json::Value {
             "expires_at": soonest,
             "remaining_secs": soonest.map(|e| (e - now).max(0)),
         },
-        "identities": {
+        "identity_pool": {
             "total": ids.len(),
+            "healthy": counts[0],
+            "degraded": counts[1],
+            "down": counts[2],
             "with_valid_token": valid,
-            "list": ids,
+            "identities": ids,
         },
     })
 }

@@ -1,6 +1,7 @@
 //! Every downstream route is answered from `request_filter`: local ones directly, chat
 //! completions through the relay (see `relay` for why the proxy path is not used for them).
 
+pub mod admin;
 pub mod chat;
 pub mod health;
 pub mod models;
@@ -51,6 +52,10 @@ pub async fn handle(
         ("GET", "/models") => {
             ctx.route = "models_open";
             models::handle(gw, session, ctx, false).await
+        }
+        ("POST", "/refresh-token") => {
+            ctx.route = "refresh_token";
+            admin::refresh_tokens(gw, session, ctx).await
         }
         ("GET", "/health") | ("GET", "/healthz") => {
             ctx.route = "health";
