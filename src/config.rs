@@ -103,6 +103,9 @@ pub struct Settings {
     pub idle_timeout: Duration,
     pub total_timeout: Duration,
     pub threads: usize,
+    /// After SIGTERM, how long open streams may run before shutdown (Pingora sleeps all of it).
+    pub grace_period_secs: u64,
+    pub graceful_shutdown_timeout_secs: u64,
 }
 
 impl fmt::Debug for Settings {
@@ -432,6 +435,8 @@ impl Settings {
             idle_timeout: s.millis("UPSTREAM_IDLE_TIMEOUT_MS", 120_000)?,
             total_timeout: s.millis("UPSTREAM_TOTAL_TIMEOUT_MS", 600_000)?,
             threads,
+            grace_period_secs: s.num("GRACE_PERIOD_SECS", 30)?,
+            graceful_shutdown_timeout_secs: s.num("GRACEFUL_SHUTDOWN_TIMEOUT_SECS", 5)?,
         })
     }
 

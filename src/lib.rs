@@ -16,6 +16,7 @@ pub mod convert;
 pub mod gateway;
 pub mod openai;
 pub mod pool;
+pub mod probe;
 pub mod proxy;
 pub mod qwen;
 pub mod relay;

@@ -19,6 +19,10 @@ struct Cli {
     /// A settings file: KEY=VALUE lines, or a JSON object (config.json). Environment wins.
     #[arg(long, value_name = "PATH", env = "QWEN_GATEWAY_CONFIG")]
     env_file: Option<String>,
+    /// Probe each configured identity against the upstream, step by step, and exit
+    /// (status 1 when any step fails).
+    #[arg(long)]
+    probe: bool,
     /// Run only the simulated upstream (for tests and benchmarks), on --sim-listen.
     #[arg(long)]
     sim_only: bool,
@@ -67,6 +71,9 @@ fn main() {
         .parse_filters(&level)
         .format_timestamp_millis()
         .init();
+    if cli.probe {
+        run_probe(settings);
+    }
     let listen = settings.listen.clone();
     let (server, _gw) = match qwen_gateway::server::build(cli.pingora, settings, cli.demo) {
         Ok(s) => s,
@@ -77,6 +84,30 @@ fn main() {
         env!("CARGO_PKG_VERSION")
     );
     server.run_forever();
+}
+
+fn run_probe(settings: qwen_gateway::config::Settings) -> ! {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail(&format!("cannot start a runtime: {e}")));
+    let gw = qwen_gateway::gateway::Gateway::new(settings).unwrap_or_else(|e| fail(&e));
+    let (ok, steps) = rt.block_on(qwen_gateway::probe::run(&gw));
+    for s in &steps {
+        match &s.result {
+            Ok(note) => println!("{:<28} {:<18} ok      {note}", s.identity, s.step),
+            Err(why) => println!("{:<28} {:<18} FAILED  {why}", s.identity, s.step),
+        }
+    }
+    println!(
+        "{}",
+        if ok {
+            "probe: all steps passed"
+        } else {
+            "probe: some steps FAILED"
+        }
+    );
+    std::process::exit(if ok { 0 } else { 1 });
 }
 
 #[cfg(feature = "demo")]

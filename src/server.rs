@@ -69,6 +69,8 @@ pub fn build(
     } else {
         let conf = ServerConf {
             threads: settings.threads,
+            grace_period_seconds: Some(settings.grace_period_secs),
+            graceful_shutdown_timeout_seconds: Some(settings.graceful_shutdown_timeout_secs),
             ..ServerConf::default()
         };
         Server::new_with_opt_and_conf(Some(opt), conf)
