@@ -60,6 +60,7 @@ fn convert_all(bytes: &[u8]) -> usize {
             stop: vec![],
             max_tokens: None,
             prompt_estimate: 10,
+            tools: None,
         },
     );
     let mut dec = SseDecoder::new(1 << 22);
@@ -98,7 +99,7 @@ fn bench_translate(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::from_parameter(n), &body, |b, body| {
             b.iter(|| {
                 let req = ChatRequest::parse(black_box(body)).unwrap();
-                let plan = translate(&req, ThinkingFormat::Detail).unwrap();
+                let plan = translate(&req.to_input().unwrap(), ThinkingFormat::Detail).unwrap();
                 qwen_gateway::qwen::body::completion_body(
                     &plan,
                     "chat",

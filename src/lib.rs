@@ -8,6 +8,7 @@
 //! `pingora::proxy::http_proxy_service(&conf, proxy::QwenProxy::new(gw))` to your server, or call
 //! the pure pieces (`convert`, `sse`) from your own `ProxyHttp`; see `examples/`.
 
+pub mod anthropic;
 pub mod auth;
 pub mod catalog;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod proxy;
 pub mod qwen;
 pub mod relay;
 pub mod respond;
+pub mod responses;
 pub mod routes;
 pub mod server;
 pub mod sse;

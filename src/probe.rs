@@ -86,6 +86,7 @@ async fn completion(
         stop: vec![],
         max_tokens: None,
         prompt_estimate: 0,
+        tools: None,
     };
     let mut conv = Converter::new(Aggregator::default(), opts);
     let mut dec = SseDecoder::new(gw.settings.max_sse_line_bytes);
@@ -189,6 +190,8 @@ async fn probe_identity(gw: &Gateway, id: &Identity, out: &mut Vec<StepReport>) 
         include_usage: false,
         stop: vec![],
         max_tokens: None,
+        tools: None,
+        corrective: false,
     };
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)

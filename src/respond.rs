@@ -5,6 +5,7 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
 use crate::openai::error::ApiError;
+use crate::relay::render::Dialect;
 
 pub type Result<T> = pingora::Result<T>;
 
@@ -45,15 +46,26 @@ pub async fn send(
 }
 
 pub async fn error(session: &mut Session, e: &ApiError, request_id: &str) -> Result<()> {
+    error_as(session, Dialect::OpenAi, e, request_id).await
+}
+
+/// An error in the shape of the client API that asked.
+pub async fn error_as(
+    session: &mut Session,
+    dialect: Dialect,
+    e: &ApiError,
+    request_id: &str,
+) -> Result<()> {
     let mut extra = Vec::new();
     if let Some(s) = e.retry_after {
         extra.push(("retry-after", s.to_string()));
     }
+    let body = Bytes::from(dialect.error_body(e));
     send(
         session,
         e.status,
         "application/json",
-        Bytes::from(e.to_json()),
+        body,
         request_id,
         &extra,
     )
@@ -61,8 +73,14 @@ pub async fn error(session: &mut Session, e: &ApiError, request_id: &str) -> Res
 }
 
 /// The response header that starts an SSE stream.
-pub fn sse_header(request_id: &str) -> Result<Box<ResponseHeader>> {
-    let mut resp = ResponseHeader::build(200, Some(6))?;
+pub fn sse_header(
+    request_id: &str,
+    extra: &[(&'static str, String)],
+) -> Result<Box<ResponseHeader>> {
+    let mut resp = ResponseHeader::build(200, Some(6 + extra.len()))?;
+    for (k, v) in extra {
+        resp.insert_header(*k, v.as_str())?;
+    }
     resp.insert_header("content-type", "text/event-stream; charset=utf-8")?;
     resp.insert_header("cache-control", "no-cache")?;
     resp.insert_header("x-accel-buffering", "no")?;

@@ -7,15 +7,18 @@ use crate::config::{ReasoningOutput, SearchInfoMode};
 use crate::qwen::events::{self, RawDelta, RawUsage};
 
 use super::classify::{classify_json_error, from_error, Failure, FailureClass};
+use super::request::ToolPlan;
 use super::search;
 use super::stop::StopMatcher;
 use super::tokens::{estimate, TokenCounter};
+use super::toolcall::{ParsedCall, Piece, ToolCallParser};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishReason {
     Stop,
     Length,
     ContentFilter,
+    ToolCalls,
 }
 
 impl FinishReason {
@@ -24,6 +27,7 @@ impl FinishReason {
             FinishReason::Stop => "stop",
             FinishReason::Length => "length",
             FinishReason::ContentFilter => "content_filter",
+            FinishReason::ToolCalls => "tool_calls",
         }
     }
 }
@@ -47,6 +51,8 @@ impl Usage {
 pub trait Sink {
     fn reasoning(&mut self, text: &str);
     fn content(&mut self, text: &str);
+    /// A complete tool call; `index` counts calls from 0 within the answer.
+    fn tool_call(&mut self, index: usize, id: &str, name: &str, arguments: &str);
     fn finish(&mut self, reason: FinishReason, usage: &Usage);
 }
 
@@ -58,6 +64,7 @@ pub struct ConvertOptions {
     pub max_tokens: Option<u64>,
     /// Local estimate of the prompt, used only when the upstream reports no usage.
     pub prompt_estimate: u64,
+    pub tools: Option<ToolPlan>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +97,9 @@ pub struct Converter<S: Sink> {
     content_seen: bool,
     done: bool,
     malformed: u32,
+    tool_parser: Option<ToolCallParser>,
+    parallel_calls: bool,
+    calls: usize,
 }
 
 impl<S: Sink> Converter<S> {
@@ -113,7 +123,15 @@ impl<S: Sink> Converter<S> {
             content_seen: false,
             done: false,
             malformed: 0,
+            parallel_calls: opts.tools.as_ref().is_none_or(|t| t.parallel),
+            tool_parser: opts.tools.map(|t| ToolCallParser::new(t.names)),
+            calls: 0,
         }
+    }
+
+    /// Tool calls emitted so far.
+    pub fn calls(&self) -> usize {
+        self.calls
     }
 
     pub fn sink(&self) -> &S {
@@ -304,6 +322,43 @@ impl<S: Sink> Converter<S> {
         }
         self.close_think_tag();
         self.content_seen = true;
+        let Some(parser) = self.tool_parser.as_mut() else {
+            return self.text(text);
+        };
+        let mut pieces = Vec::new();
+        parser.push(text, &mut pieces);
+        self.pieces(pieces)
+    }
+
+    fn pieces(&mut self, pieces: Vec<Piece>) -> Step {
+        for p in pieces {
+            let step = match p {
+                Piece::Text(t) => self.text(&t),
+                Piece::Call(c) => {
+                    self.call(c);
+                    Step::Continue
+                }
+            };
+            if step != Step::Continue {
+                return step;
+            }
+        }
+        Step::Continue
+    }
+
+    fn call(&mut self, c: ParsedCall) {
+        // Without parallel calls the first call is the answer; later ones are dropped.
+        if !self.parallel_calls && self.calls > 0 {
+            return;
+        }
+        let id = format!("call_{}", &uuid::Uuid::new_v4().simple().to_string()[..24]);
+        self.sink.tool_call(self.calls, &id, &c.name, &c.arguments);
+        self.calls += 1;
+        self.visible = true;
+    }
+
+    /// Answer text after tool parsing: stop sequences, then the token limit.
+    fn text(&mut self, text: &str) -> Step {
         let Converter {
             stop,
             sink,
@@ -333,14 +388,27 @@ impl<S: Sink> Converter<S> {
         if limited {
             self.complete(FinishReason::Length)
         } else if matched {
+            // Whatever the tool parser still holds comes after the stop: drop it.
+            self.tool_parser = None;
             self.complete(FinishReason::Stop)
         } else {
             Step::Continue
         }
     }
 
-    fn complete(&mut self, reason: FinishReason) -> Step {
-        if reason == FinishReason::Stop {
+    fn complete(&mut self, mut reason: FinishReason) -> Step {
+        if let (Some(parser), FinishReason::Stop) = (self.tool_parser.as_mut(), reason) {
+            let mut pieces = Vec::new();
+            parser.finish(&mut pieces);
+            self.tool_parser = None;
+            if self.pieces(pieces) == Step::Done {
+                return Step::Done;
+            }
+        }
+        if reason == FinishReason::Stop && self.calls > 0 {
+            reason = FinishReason::ToolCalls;
+        }
+        if matches!(reason, FinishReason::Stop | FinishReason::ToolCalls) {
             let Converter {
                 stop,
                 sink,
@@ -368,11 +436,14 @@ impl<S: Sink> Converter<S> {
                 return self.complete(FinishReason::Length);
             }
         }
-        if !self.content_seen && reason == FinishReason::Stop {
+        if !self.content_seen && reason == FinishReason::Stop && !self.done {
             return self.fail(Failure::new(
                 FailureClass::Empty,
                 "the answer finished without any text",
             ));
+        }
+        if self.done {
+            return Step::Done;
         }
         self.close_think_tag();
         if reason == FinishReason::Stop {

@@ -16,6 +16,7 @@ fn opts() -> ConvertOptions {
         stop: vec![],
         max_tokens: None,
         prompt_estimate: 3,
+        tools: None,
     }
 }
 

@@ -8,6 +8,9 @@ use crate::convert::stream::{FinishReason, Sink, Usage};
 use crate::openai::error::ApiError;
 use crate::sse;
 
+/// Bytes of tool-call arguments per streamed delta.
+const ARGUMENT_SLICE: usize = 48;
+
 pub struct StreamEncoder {
     /// `{"id":...,"object":"chat.completion.chunk","created":...,"model":...,"choices":[{"index":0,"delta":`
     head: Vec<u8>,
@@ -112,6 +115,37 @@ impl Sink for StreamEncoder {
 
     fn content(&mut self, text: &str) {
         self.text_chunk(b"content", text);
+    }
+
+    fn tool_call(&mut self, index: usize, id: &str, name: &str, arguments: &str) {
+        self.ensure_role();
+        self.begin(name.len() + 64);
+        self.out.extend_from_slice(b"{\"tool_calls\":[{\"index\":");
+        self.out.extend_from_slice(index.to_string().as_bytes());
+        self.out.extend_from_slice(b",\"id\":");
+        write_json_str(&mut self.out, id);
+        self.out
+            .extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
+        write_json_str(&mut self.out, name);
+        self.out.extend_from_slice(b",\"arguments\":\"\"}}]}");
+        self.end(None);
+        // Arguments follow in slices, as OpenAI streams them.
+        let mut rest = arguments;
+        while !rest.is_empty() {
+            let mut cut = rest.len().min(ARGUMENT_SLICE);
+            while !rest.is_char_boundary(cut) {
+                cut += 1;
+            }
+            let (piece, tail) = rest.split_at(cut);
+            self.begin(piece.len() + 48);
+            self.out.extend_from_slice(b"{\"tool_calls\":[{\"index\":");
+            self.out.extend_from_slice(index.to_string().as_bytes());
+            self.out.extend_from_slice(b",\"function\":{\"arguments\":");
+            write_json_str(&mut self.out, piece);
+            self.out.extend_from_slice(b"}}]}");
+            self.end(None);
+            rest = tail;
+        }
     }
 
     fn finish(&mut self, reason: FinishReason, usage: &Usage) {

@@ -8,6 +8,8 @@ use crate::convert::stream::{FinishReason, Sink, Usage};
 pub struct Aggregator {
     pub content: String,
     pub reasoning: String,
+    /// (id, name, arguments JSON)
+    pub tool_calls: Vec<(String, String, String)>,
     pub finish: Option<(FinishReason, Usage)>,
 }
 
@@ -18,6 +20,11 @@ impl Sink for Aggregator {
 
     fn content(&mut self, text: &str) {
         self.content.push_str(text);
+    }
+
+    fn tool_call(&mut self, _index: usize, id: &str, name: &str, arguments: &str) {
+        self.tool_calls
+            .push((id.into(), name.into(), arguments.into()));
     }
 
     fn finish(&mut self, reason: FinishReason, usage: &Usage) {
@@ -46,9 +53,26 @@ struct Choice<'a> {
 #[derive(Serialize)]
 struct Message<'a> {
     role: &'static str,
-    content: &'a str,
+    /// Null when the answer is only tool calls, as OpenAI returns it.
+    content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ToolCallOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct ToolCallOut<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionOut<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionOut<'a> {
+    name: &'a str,
+    arguments: &'a str,
 }
 
 #[derive(Serialize)]
@@ -79,8 +103,21 @@ impl Aggregator {
                 index: 0,
                 message: Message {
                     role: "assistant",
-                    content: &self.content,
+                    content: (!self.content.is_empty() || self.tool_calls.is_empty())
+                        .then_some(self.content.as_str()),
                     reasoning_content: (!self.reasoning.is_empty()).then_some(&self.reasoning),
+                    tool_calls: self
+                        .tool_calls
+                        .iter()
+                        .map(|(id, name, args)| ToolCallOut {
+                            id,
+                            kind: "function",
+                            function: FunctionOut {
+                                name,
+                                arguments: args,
+                            },
+                        })
+                        .collect(),
                 },
                 logprobs: None,
                 finish_reason: reason.as_str(),

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use super::error::ApiError;
+use crate::convert::input::{CallRecord, ChatInput, Role, ToolChoice, ToolSpec, Turn};
 
 #[derive(Debug, Deserialize)]
 pub struct ChatRequest {
@@ -18,6 +19,38 @@ pub struct ChatRequest {
     pub n: Option<i64>,
     pub enable_thinking: Option<bool>,
     pub reasoning_effort: Option<String>,
+    pub tools: Option<Vec<Tool>>,
+    pub tool_choice: Option<serde_json::Value>,
+    pub parallel_tool_calls: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Tool {
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    pub function: Option<FunctionDef>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FunctionDef {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub parameters: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ToolCallIn {
+    pub id: Option<String>,
+    pub function: Option<FunctionCallIn>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FunctionCallIn {
+    pub name: String,
+    #[serde(default)]
+    pub arguments: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +71,8 @@ pub struct Message {
     #[serde(default)]
     pub content: Option<Content>,
     pub name: Option<String>,
+    pub tool_calls: Option<Vec<ToolCallIn>>,
+    pub tool_call_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -195,6 +230,59 @@ impl ChatRequest {
         .collect()
     }
 
+    /// The client-neutral conversation; call after `parse` validated the request.
+    pub fn to_input(&self) -> Result<ChatInput, ApiError> {
+        let turns = self
+            .messages
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(Message::to_turn)
+            .collect();
+        let mut input = ChatInput::new(self.model.clone().unwrap_or_default(), turns);
+        input.thinking = self.enable_thinking == Some(true)
+            || self
+                .reasoning_effort
+                .as_deref()
+                .is_some_and(|e| !matches!(e, "none" | "minimal"));
+        input.stream = self.stream.unwrap_or(false);
+        input.include_usage = self
+            .stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false);
+        input.stop = self.stop_sequences();
+        input.max_tokens = self.token_limit();
+        input.parallel_calls = self.parallel_tool_calls.unwrap_or(true);
+        for (i, t) in self.tools.as_deref().unwrap_or_default().iter().enumerate() {
+            if t.kind.as_deref().is_some_and(|k| k != "function") {
+                return Err(ApiError::invalid_param(
+                    "tools",
+                    format!(
+                        "tools[{i}] has type '{}'; only function tools are supported.",
+                        t.kind.as_deref().unwrap_or("")
+                    ),
+                ));
+            }
+            let f = t.function.as_ref().ok_or_else(|| {
+                ApiError::invalid_param("tools", format!("tools[{i}] has no 'function'."))
+            })?;
+            if f.name.trim().is_empty() {
+                return Err(ApiError::invalid_param(
+                    "tools",
+                    format!("tools[{i}] has an empty name."),
+                ));
+            }
+            input.tools.push(ToolSpec {
+                name: f.name.clone(),
+                description: f.description.clone().unwrap_or_default(),
+                parameters: f.parameters.clone().unwrap_or(serde_json::Value::Null),
+            });
+        }
+        input.tool_choice = parse_tool_choice(self.tool_choice.as_ref())?;
+        Ok(input)
+    }
+
     /// `max_completion_tokens` is the newer name and wins when both are given.
     pub fn token_limit(&self) -> Option<u64> {
         self.max_completion_tokens
@@ -203,7 +291,67 @@ impl ChatRequest {
     }
 }
 
+/// OpenAI's `tool_choice`: a mode string or `{"type":"function","function":{"name":...}}`.
+pub fn parse_tool_choice(v: Option<&serde_json::Value>) -> Result<ToolChoice, ApiError> {
+    use serde_json::Value;
+    match v {
+        None | Some(Value::Null) => Ok(ToolChoice::Auto),
+        Some(Value::String(s)) => match s.as_str() {
+            "auto" => Ok(ToolChoice::Auto),
+            "none" => Ok(ToolChoice::None),
+            "required" | "any" => Ok(ToolChoice::Required),
+            other => Err(ApiError::invalid_param(
+                "tool_choice",
+                format!("tool_choice '{other}' is not one of auto, none, required."),
+            )),
+        },
+        Some(obj) => obj
+            .pointer("/function/name")
+            .or_else(|| obj.get("name"))
+            .and_then(Value::as_str)
+            .map(|n| ToolChoice::Named(n.to_string()))
+            .ok_or_else(|| {
+                ApiError::invalid_param("tool_choice", "tool_choice names no function.")
+            }),
+    }
+}
+
 impl Message {
+    fn to_turn(&self) -> Turn {
+        let role = match self.role.as_str() {
+            "system" | "developer" => Role::System,
+            "assistant" => Role::Assistant,
+            "tool" | "function" => Role::Tool,
+            _ => Role::User,
+        };
+        let calls = self
+            .tool_calls
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|c| {
+                let f = c.function.as_ref()?;
+                let arguments = match &f.arguments {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(v) => v.to_string(),
+                    None => "{}".into(),
+                };
+                Some(CallRecord {
+                    id: c.id.clone().unwrap_or_default(),
+                    name: f.name.clone(),
+                    arguments,
+                })
+            })
+            .collect();
+        Turn {
+            role,
+            text: self.text(),
+            calls,
+            call_id: self.tool_call_id.clone(),
+            name: self.name.clone(),
+        }
+    }
+
     /// The message's text: a string, or its text parts joined.
     pub fn text(&self) -> String {
         match &self.content {

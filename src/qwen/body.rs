@@ -159,6 +159,8 @@ mod tests {
             include_usage: false,
             stop: vec![],
             max_tokens: None,
+            tools: None,
+            corrective: false,
         }
     }
 

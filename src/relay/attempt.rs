@@ -15,7 +15,6 @@ use crate::convert::classify::{
 use crate::convert::request::ChatPlan;
 use crate::convert::stream::{prompt_estimate, ConvertOptions, Converter, Sink, Step};
 use crate::gateway::Gateway;
-use crate::openai::chunks::StreamEncoder;
 use crate::openai::completion::Aggregator;
 use crate::pool::Identity;
 use crate::qwen::api;
@@ -23,6 +22,8 @@ use crate::qwen::body::{completion_body, new_chat_body, MessageIds};
 use crate::qwen::client::Exchange;
 use crate::qwen::headers::{self, Credentials};
 use crate::respond;
+
+use super::render::{Render, StreamSink};
 use crate::sse::SseDecoder;
 
 pub enum Outcome {
@@ -33,6 +34,8 @@ pub enum Outcome {
     ServedThenFailed(Failure),
     /// Nothing was written downstream; another identity may be tried.
     Failed(Failure),
+    /// A required tool call was not made and nothing was written: retry with a hint.
+    NoToolCall,
     ClientGone,
 }
 
@@ -54,6 +57,7 @@ pub async fn run(
     identity: &Arc<Identity>,
     deadline: Instant,
     pooled: bool,
+    render: &Render,
 ) -> Outcome {
     let Some(token) = identity.token() else {
         return Outcome::Failed(Failure::new(
@@ -92,15 +96,16 @@ pub async fn run(
         Err(f) => return Outcome::Failed(f),
     };
 
-    let created = now().0;
     let opts = ConvertOptions {
         reasoning: gw.settings.reasoning_output,
         search_mode: gw.settings.search_info_mode,
         stop: plan.stop.clone(),
         max_tokens: plan.max_tokens,
         prompt_estimate: prompt_estimate(&plan.prompt),
+        tools: plan.tools.clone(),
     };
-    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    // Only a first try may be retried for a missing required call.
+    let needs_call = plan.tools.as_ref().is_some_and(|t| t.must_call()) && !plan.corrective;
     let mut relay = Relay {
         gw,
         decoder: SseDecoder::new(gw.settings.max_sse_line_bytes),
@@ -108,18 +113,31 @@ pub async fn run(
         deadline,
     };
     if plan.stream {
-        let enc = StreamEncoder::new(&id, created, &plan.requested_model, plan.include_usage);
-        let conv = Converter::new(enc, opts);
-        relay.stream(session, ctx, ex, conv).await
+        let conv = Converter::new(render.stream_sink(), opts);
+        relay
+            .stream(session, ctx, ex, conv, needs_call, render)
+            .await
     } else {
         let conv = Converter::new(Aggregator::default(), opts);
         match relay.pump(session, &mut ex, conv, |_| false).await {
             Pumped::Finished(conv) => {
                 relay.release(ex).await;
+                if needs_call && conv.calls() == 0 {
+                    return Outcome::NoToolCall;
+                }
                 ctx.mark_first_token();
                 ctx.status = 200;
-                let body = conv.sink().to_json(&id, created, &plan.requested_model);
-                match respond::json(session, 200, body, &ctx.request_id).await {
+                let body = Bytes::from(render.whole(conv.sink()));
+                match respond::send(
+                    session,
+                    200,
+                    "application/json",
+                    body,
+                    &ctx.request_id,
+                    &render.headers,
+                )
+                .await
+                {
                     Ok(()) => Outcome::Served,
                     Err(_) => Outcome::ClientGone,
                 }
@@ -262,10 +280,28 @@ impl Relay<'_> {
         session: &mut Session,
         ctx: &mut RequestCtx,
         mut ex: Exchange,
-        conv: Converter<StreamEncoder>,
+        conv: Converter<StreamSink>,
+        needs_call: bool,
+        render: &Render,
     ) -> Outcome {
-        let mut conv = match self.pump(session, &mut ex, conv, |c| c.has_output()).await {
-            Pumped::Committed(c) | Pumped::Finished(c) => c,
+        // A required call holds everything back until a call appears, so that an answer
+        // without one can still be retried.
+        let commit = |c: &Converter<StreamSink>| {
+            if needs_call {
+                c.calls() > 0
+            } else {
+                c.has_output()
+            }
+        };
+        let mut conv = match self.pump(session, &mut ex, conv, commit).await {
+            Pumped::Committed(c) => c,
+            Pumped::Finished(c) => {
+                if needs_call && c.calls() == 0 {
+                    self.release(ex).await;
+                    return Outcome::NoToolCall;
+                }
+                c
+            }
             Pumped::Failed(_, f) => {
                 self.gw.upstream.abort(ex).await;
                 return Outcome::Failed(f);
@@ -275,7 +311,7 @@ impl Relay<'_> {
                 return Outcome::ClientGone;
             }
         };
-        let Ok(header) = respond::sse_header(&ctx.request_id) else {
+        let Ok(header) = respond::sse_header(&ctx.request_id, &render.headers) else {
             self.gw.upstream.abort(ex).await;
             return Outcome::Failed(Failure::new(FailureClass::Transient, "header build failed"));
         };

@@ -9,6 +9,7 @@
 //! replay 64 KiB). Measured in §13 at no throughput cost against the proxy path.
 
 mod attempt;
+pub mod render;
 
 use pingora::proxy::Session;
 
@@ -28,7 +29,9 @@ pub async fn run(
     ctx: &mut RequestCtx,
     plan: &ChatPlan,
     ephemeral: Option<Identity>,
+    render: &render::Render,
 ) -> Result<(), ApiError> {
+    let mut plan = std::borrow::Cow::Borrowed(plan);
     // Detect a client that goes away while we wait on the upstream.
     session.downstream_session.set_abort_on_close(true);
     let deadline = tokio::time::Instant::now() + gw.settings.total_timeout;
@@ -36,7 +39,8 @@ pub async fn run(
     let mut last: Option<Failure> = None;
     let mut unavailable: Option<Unavailable> = None;
     let ephemeral = ephemeral.map(std::sync::Arc::new);
-    let max_attempts = 1 + gw.settings.upstream_retries;
+    let tool_retry = usize::from(plan.tools.as_ref().is_some_and(|t| t.must_call()));
+    let max_attempts = 1 + gw.settings.upstream_retries + tool_retry;
     for _ in 0..max_attempts {
         let identity = match &ephemeral {
             Some(e) if tried.is_empty() => e.clone(),
@@ -57,10 +61,11 @@ pub async fn run(
             gw,
             session,
             ctx,
-            plan,
+            &plan,
             guard.identity(),
             deadline,
             ephemeral.is_none(),
+            render,
         )
         .await;
         match outcome {
@@ -79,6 +84,15 @@ pub async fn run(
             Outcome::ClientGone => {
                 ctx.status = 499;
                 return Ok(());
+            }
+            Outcome::NoToolCall => {
+                // Not the account's fault: the same account gets the corrective retry.
+                log::info!(
+                    "request {}: no tool call despite tool_choice; one corrective retry",
+                    ctx.request_id
+                );
+                tried.pop();
+                plan = std::borrow::Cow::Owned(plan.corrected());
             }
             Outcome::Failed(f) => {
                 log::warn!(
@@ -127,6 +141,6 @@ pub async fn run(
     };
     ctx.status = err.status;
     // A client that already left cannot be told; the access log still records the status.
-    let _ = respond::error(session, &err, &ctx.request_id).await;
+    let _ = respond::error_as(session, render.dialect, &err, &ctx.request_id).await;
     Ok(())
 }

@@ -1,9 +1,12 @@
-//! `POST /v1/chat/completions`: authenticate, read and validate the body, translate it, check
-//! the model against the catalog, then hand over to the relay.
+//! `POST /v1/chat/completions`, and the path every chat-like API shares once its request is
+//! mapped into the neutral conversation: translate, resolve the model, relay.
 
+use bytes::Bytes;
 use pingora::proxy::Session;
 
+use crate::auth::ClientCredentials;
 use crate::context::RequestCtx;
+use crate::convert::input::ChatInput;
 use crate::convert::model::parse_model;
 use crate::convert::request::translate;
 use crate::gateway::Gateway;
@@ -13,13 +16,15 @@ use crate::pool::{Identity, Source};
 use crate::qwen::headers::Credentials;
 use crate::qwen::models;
 use crate::relay;
+use crate::relay::render::{Dialect, Render};
 use crate::respond;
 
-pub async fn handle(
+/// Authenticates, checks the content type and reads the body of a JSON API request.
+pub async fn read_json(
     gw: &Gateway,
     session: &mut Session,
     ctx: &mut RequestCtx,
-) -> Result<(), ApiError> {
+) -> Result<(Option<ClientCredentials>, Bytes), ApiError> {
     let (caller, client_creds) = super::authenticate(gw, session)?;
     ctx.caller = caller.name();
     let ct = session
@@ -37,36 +42,58 @@ pub async fn handle(
         ));
     }
     let body = respond::read_body(session, gw.settings.max_body_bytes).await?;
-    let req = ChatRequest::parse(&body)?;
-    let mut plan = translate(&req, gw.settings.thinking_format)?;
-    ctx.model = Some(plan.requested_model.clone());
+    Ok((client_creds, body))
+}
 
-    // Client mode brings its own account for this request only.
-    let ephemeral = match client_creds {
-        Some(c) => {
-            let token = match (c.token, &c.cookie) {
-                (Some(t), _) => t,
-                (None, Some(cookie)) => crate::qwen::api::token_from_cookie(&gw.upstream, cookie)
-                    .await
-                    .map_err(|f| f.to_api_error())?,
-                (None, None) => {
-                    return Err(ApiError::new(
-                        401,
-                        "invalid_request_error",
-                        "missing_upstream_credentials",
-                        "Client mode needs 'Authorization: Bearer api_key;qwen_token;cookie' with a Qwen token or cookie.",
-                    ))
-                }
-            };
-            let source = match c.cookie {
-                Some(cookie) => Source::Cookie(cookie),
-                None => Source::Token,
-            };
-            Some(Identity::new(0, Some(token), source))
+pub async fn handle(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<(), ApiError> {
+    let (creds, body) = read_json(gw, session, ctx).await?;
+    let input = ChatRequest::parse(&body)?.to_input()?;
+    let mut render = Render::new(Dialect::OpenAi, &input.model);
+    render.include_usage = input.include_usage;
+    serve(gw, session, ctx, creds, input, render).await
+}
+
+/// Client mode brings its own account for this request only.
+async fn client_identity(gw: &Gateway, creds: ClientCredentials) -> Result<Identity, ApiError> {
+    let token = match (creds.token, &creds.cookie) {
+        (Some(t), _) => t,
+        (None, Some(cookie)) => crate::qwen::api::token_from_cookie(&gw.upstream, cookie)
+            .await
+            .map_err(|f| f.to_api_error())?,
+        (None, None) => {
+            return Err(ApiError::new(
+                401,
+                "invalid_request_error",
+                "missing_upstream_credentials",
+                "Client mode needs 'Authorization: Bearer api_key;qwen_token;cookie' with a Qwen token or cookie.",
+            ))
         }
+    };
+    let source = match creds.cookie {
+        Some(cookie) => Source::Cookie(cookie),
+        None => Source::Token,
+    };
+    Ok(Identity::new(0, Some(token), source))
+}
+
+pub async fn serve(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    client_creds: Option<ClientCredentials>,
+    input: ChatInput,
+    render: Render,
+) -> Result<(), ApiError> {
+    let mut plan = translate(&input, gw.settings.thinking_format)?;
+    ctx.model = Some(plan.requested_model.clone());
+    let ephemeral = match client_creds {
+        Some(c) => Some(client_identity(gw, c).await?),
         None => None,
     };
-
     let token = ephemeral.as_ref().and_then(|i| i.token());
     let creds = token.as_deref().map(|t| Credentials {
         token: t,
@@ -75,13 +102,7 @@ pub async fn handle(
     // A catalog we cannot fetch does not block chatting: the name is then sent as given.
     if let Ok(list) = gw.catalog.get(&gw.upstream, &gw.pool, creds.as_ref()).await {
         let spec = parse_model(&plan.requested_model);
-        let found =
-            models::find(&list, &spec.base).or_else(|| models::find(&list, &plan.requested_model));
-        match found {
-            Some(m) if m.id.eq_ignore_ascii_case(&plan.requested_model) => {
-                plan.upstream_model = m.id.clone();
-                plan.chat_type = "t2t";
-            }
+        match models::find(&list, &spec.base) {
             Some(m) if m.allows(spec.thinking, spec.search) => {
                 plan.upstream_model = m.id.clone();
                 if !m.thinking {
@@ -91,5 +112,5 @@ pub async fn handle(
             _ => return Err(ApiError::model_not_found(&plan.requested_model)),
         }
     }
-    relay::run(gw, session, ctx, &plan, ephemeral).await
+    relay::run(gw, session, ctx, &plan, ephemeral, &render).await
 }

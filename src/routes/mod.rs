@@ -4,7 +4,9 @@
 pub mod admin;
 pub mod chat;
 pub mod health;
+pub mod messages;
 pub mod models;
+pub mod responses;
 
 use pingora::proxy::Session;
 
@@ -12,6 +14,7 @@ use crate::auth::{self, Caller, ClientCredentials};
 use crate::context::RequestCtx;
 use crate::gateway::Gateway;
 use crate::openai::error::ApiError;
+use crate::relay::render::Dialect;
 use crate::respond;
 
 /// Authenticates an API request; in client mode also returns the caller's upstream credentials.
@@ -45,6 +48,18 @@ pub async fn handle(
             ctx.route = "chat";
             chat::handle(gw, session, ctx).await
         }
+        ("POST", "/v1/messages") => {
+            ctx.route = "messages";
+            messages::handle(gw, session, ctx).await
+        }
+        ("POST", "/v1/messages/count_tokens") => {
+            ctx.route = "count_tokens";
+            messages::count_tokens(gw, session, ctx).await
+        }
+        ("POST", "/v1/responses") => {
+            ctx.route = "responses";
+            responses::handle(gw, session, ctx).await
+        }
         ("GET", "/v1/models") => {
             ctx.route = "models";
             models::handle(gw, session, ctx, true).await
@@ -61,7 +76,15 @@ pub async fn handle(
             ctx.route = "health";
             health::handle(gw, session, ctx).await
         }
-        (_, "/v1/chat/completions" | "/v1/models" | "/models" | "/health") => {
+        (
+            _,
+            "/v1/chat/completions"
+            | "/v1/messages"
+            | "/v1/responses"
+            | "/v1/models"
+            | "/models"
+            | "/health",
+        ) => {
             ctx.route = "method_not_allowed";
             Err(ApiError::new(
                 405,
@@ -79,7 +102,12 @@ pub async fn handle(
     };
     if let Err(e) = result {
         ctx.status = e.status;
-        respond::error(session, &e, &ctx.request_id).await?;
+        let dialect = if path.starts_with("/v1/messages") {
+            Dialect::Anthropic
+        } else {
+            Dialect::OpenAi
+        };
+        respond::error_as(session, dialect, &e, &ctx.request_id).await?;
     }
     Ok(())
 }

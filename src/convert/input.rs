@@ -1,0 +1,99 @@
+//! The client-neutral conversation every API (OpenAI chat, Anthropic messages, OpenAI
+//! responses) is mapped into before translation, so tool folding and flattening exist once.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+impl Role {
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        }
+    }
+}
+
+/// A tool call the assistant made earlier in the conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    pub id: String,
+    pub name: String,
+    /// The arguments as JSON text.
+    pub arguments: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Turn {
+    pub role: Role,
+    pub text: String,
+    pub calls: Vec<CallRecord>,
+    /// For tool results: the call they answer.
+    pub call_id: Option<String>,
+    pub name: Option<String>,
+}
+
+impl Turn {
+    pub fn text(role: Role, text: impl Into<String>) -> Self {
+        Turn {
+            role,
+            text: text.into(),
+            calls: Vec::new(),
+            call_id: None,
+            name: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    /// JSON Schema of the arguments object.
+    pub parameters: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    Auto,
+    None,
+    Required,
+    Named(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatInput {
+    pub model: String,
+    pub turns: Vec<Turn>,
+    pub tools: Vec<ToolSpec>,
+    pub tool_choice: ToolChoice,
+    pub parallel_calls: bool,
+    pub thinking: bool,
+    pub stop: Vec<String>,
+    pub max_tokens: Option<u64>,
+    pub stream: bool,
+    pub include_usage: bool,
+}
+
+impl ChatInput {
+    pub fn new(model: impl Into<String>, turns: Vec<Turn>) -> Self {
+        ChatInput {
+            model: model.into(),
+            turns,
+            tools: Vec::new(),
+            tool_choice: ToolChoice::Auto,
+            parallel_calls: true,
+            thinking: false,
+            stop: Vec::new(),
+            max_tokens: None,
+            stream: false,
+            include_usage: false,
+        }
+    }
+}
