@@ -4,7 +4,7 @@
 # Installs what a fresh machine lacks: cmake (Pingora's zlib-ng build) and the Python SDK tests' packages.
 setup:
 	@command -v cmake >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq cmake; }
-	@python3 -c "import openai, pytest" 2>/dev/null || python3 -m pip install -q -r tests/python/requirements.txt
+	@python3 -c "import openai, anthropic, pytest" 2>/dev/null || python3 -m pip install -q -r tests/python/requirements.txt
 
 demo: setup
 	cargo run --release -- --demo

@@ -19,8 +19,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def gateway():
+def start():
     if not os.path.exists(BIN):
         subprocess.run(["cargo", "build", "--release"], cwd=ROOT, check=True)
     port, sim_port = free_port(), free_port()
@@ -32,7 +31,7 @@ def gateway():
         "API_KEY": API_KEY,
         "THREADS": "2",
     }
-    log = open(os.path.join(ROOT, "target", "sdk-gateway.log"), "w")
+    log = open(os.path.join(ROOT, "target", f"sdk-gateway-{port}.log"), "w")
     proc = subprocess.Popen([BIN, "--demo"], env=env, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 30
@@ -46,7 +45,10 @@ def gateway():
             time.sleep(0.1)
     else:
         raise RuntimeError("gateway did not start")
-    yield {"base_url": base + "/v1", "api_key": API_KEY, "sim": f"http://127.0.0.1:{sim_port}"}
+    return proc, {"base_url": base + "/v1", "api_key": API_KEY, "sim": f"http://127.0.0.1:{sim_port}"}
+
+
+def stop(proc):
     # SIGINT is Pingora's fast exit; SIGTERM would wait out the graceful-shutdown period.
     proc.send_signal(signal.SIGINT)
     try:
@@ -54,3 +56,18 @@ def gateway():
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture(scope="session")
+def gateway():
+    proc, info = start()
+    yield info
+    stop(proc)
+
+
+@pytest.fixture
+def fresh_gateway():
+    """For tests whose upstream faults make the demo's single account rest (e.g. a 429)."""
+    proc, info = start()
+    yield info
+    stop(proc)

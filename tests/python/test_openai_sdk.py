@@ -57,7 +57,9 @@ def test_streaming_with_usage(client, gateway):
     assert len(ids) == 1
 
 
-def test_errors_are_typed(client, gateway):
+def test_errors_are_typed(fresh_gateway):
+    gateway = fresh_gateway
+    client = openai.OpenAI(base_url=gateway["base_url"], api_key=gateway["api_key"], max_retries=0)
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
     with pytest.raises(openai.BadRequestError):
@@ -69,7 +71,8 @@ def test_errors_are_typed(client, gateway):
         bad.models.list()
 
 
-def test_stream_error_after_content_is_raised_by_the_sdk(client):
+def test_stream_error_after_content_is_raised_by_the_sdk(fresh_gateway):
+    client = openai.OpenAI(base_url=fresh_gateway["base_url"], api_key=fresh_gateway["api_key"], max_retries=0)
     stream = client.chat.completions.create(
         model="qwen3-max",
         messages=[{"role": "user", "content": "[[sim:midstream_quota=3]]"}],
