@@ -106,6 +106,16 @@ pub struct Settings {
     /// After SIGTERM, how long open streams may run before shutdown (Pingora sleeps all of it).
     pub grace_period_secs: u64,
     pub graceful_shutdown_timeout_secs: u64,
+    /// Where Prometheus metrics are served; `None` when `METRICS_LISTEN=off`.
+    pub metrics_listen: Option<String>,
+    pub file_log: Option<FileLog>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FileLog {
+    pub dir: std::path::PathBuf,
+    pub max_bytes: u64,
+    pub max_files: usize,
 }
 
 impl fmt::Debug for Settings {
@@ -435,6 +445,20 @@ impl Settings {
             idle_timeout: s.millis("UPSTREAM_IDLE_TIMEOUT_MS", 120_000)?,
             total_timeout: s.millis("UPSTREAM_TOTAL_TIMEOUT_MS", 600_000)?,
             threads,
+            metrics_listen: match s.get("METRICS_LISTEN") {
+                Some(v) if v.trim() == "off" => None,
+                Some(v) => Some(v.trim().to_string()),
+                None => Some("127.0.0.1:9464".into()),
+            },
+            file_log: if s.bool("ENABLE_FILE_LOG", false)? {
+                Some(FileLog {
+                    dir: s.get("LOG_DIR").unwrap_or_else(|| "./logs".into()).into(),
+                    max_bytes: s.num::<u64>("MAX_LOG_FILE_SIZE", 10)?.max(1) * 1024 * 1024,
+                    max_files: s.num::<usize>("MAX_LOG_FILES", 5)?.max(1),
+                })
+            } else {
+                None
+            },
             grace_period_secs: s.num("GRACE_PERIOD_SECS", 30)?,
             graceful_shutdown_timeout_secs: s.num("GRACEFUL_SHUTDOWN_TIMEOUT_SECS", 5)?,
         })

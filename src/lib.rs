@@ -15,6 +15,8 @@ pub mod config;
 pub mod context;
 pub mod convert;
 pub mod gateway;
+pub mod logging;
+pub mod metrics;
 pub mod openai;
 pub mod pool;
 pub mod probe;

@@ -62,15 +62,9 @@ fn main() {
     if file.contains_key("QWEN_TOKEN") && std::env::var_os("QWEN_TOKEN").is_none() {
         settings.token_file = cli.env_file.as_ref().map(std::path::PathBuf::from);
     }
-    let level = if settings.debug_mode {
-        "debug".to_string()
-    } else {
-        settings.log_level.clone()
-    };
-    env_logger::Builder::new()
-        .parse_filters(&level)
-        .format_timestamp_millis()
-        .init();
+    if let Err(e) = qwen_gateway::logging::init(&settings) {
+        fail(&format!("cannot open the log file: {e}"));
+    }
     if cli.probe {
         run_probe(settings);
     }

@@ -9,6 +9,7 @@ use pingora::proxy::{ProxyHttp, Session};
 
 use crate::context::RequestCtx;
 use crate::gateway::Gateway;
+use crate::metrics;
 use crate::routes;
 
 pub struct QwenProxy {
@@ -51,6 +52,24 @@ impl ProxyHttp for QwenProxy {
         }
         let h = session.req_header();
         let line = ctx.access_line(h.method.as_str(), h.uri.path());
+        let status = ctx.status.to_string();
+        // Only answered requests name a model: an unknown name is client input, not a label.
+        let model = if ctx.status == 200 {
+            ctx.model.as_deref().unwrap_or("-")
+        } else {
+            "-"
+        };
+        metrics::REQUESTS
+            .with_label_values(&[ctx.route, model, &status])
+            .inc();
+        metrics::DURATION
+            .with_label_values(&[ctx.route])
+            .observe(ctx.started.elapsed().as_secs_f64());
+        if let Some(t) = ctx.ttft {
+            metrics::TTFT
+                .with_label_values(&[ctx.route])
+                .observe(t.as_secs_f64());
+        }
         match e {
             Some(e) => {
                 log::info!(target: "access", "{line} downstream_error={}", e.etype().as_str())

@@ -82,6 +82,11 @@ pub fn build(
         pingora::proxy::http_proxy_service(&server.configuration, QwenProxy::new(gw.clone()));
     proxy.add_tcp(&gw.settings.listen);
     server.add_service(proxy);
+    if let Some(addr) = &gw.settings.metrics_listen {
+        let mut prom = pingora_prometheus::prometheus_http_service();
+        prom.add_tcp(addr);
+        server.add_service(prom);
+    }
     server.add_service(background_service(
         "tokens",
         TokenService { gw: gw.clone() },

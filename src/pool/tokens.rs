@@ -109,9 +109,15 @@ pub async fn refresh_identity(gw: &Gateway, id: &Identity) -> Result<(), Failure
             );
             id.next_refresh_ms.store(next, Ordering::Relaxed);
             log::info!("{}: token refreshed", id.label);
+            crate::metrics::TOKEN_REFRESHES
+                .with_label_values(&["ok"])
+                .inc();
             Ok(())
         }
         Err(f) => {
+            crate::metrics::TOKEN_REFRESHES
+                .with_label_values(&[f.class.as_str()])
+                .inc();
             let n = id.refresh_failures.fetch_add(1, Ordering::Relaxed) + 1;
             id.next_refresh_ms
                 .store(now + backoff_ms(n, fastrand::f64()), Ordering::Relaxed);
@@ -169,6 +175,16 @@ impl BackgroundService for TokenService {
                 _ = shutdown.changed() => return,
             }
             let now = now_ms();
+            let mut states = [0i64; 3];
+            let instant = std::time::Instant::now();
+            for id in self.gw.pool.all() {
+                states[self.gw.pool.state(id, instant) as usize] += 1;
+            }
+            for (i, name) in ["healthy", "degraded", "down"].iter().enumerate() {
+                crate::metrics::IDENTITIES
+                    .with_label_values(&[name])
+                    .set(states[i]);
+            }
             for id in self.gw.pool.all() {
                 if !self.due(id, now) {
                     continue;

@@ -32,6 +32,7 @@ pub async fn run(
     render: &render::Render,
 ) -> Result<(), ApiError> {
     let mut plan = std::borrow::Cow::Borrowed(plan);
+    let _in_flight = crate::metrics::InFlightGuard::new();
     // Detect a client that goes away while we wait on the upstream.
     session.downstream_session.set_abort_on_close(true);
     let deadline = tokio::time::Instant::now() + gw.settings.total_timeout;
@@ -70,6 +71,9 @@ pub async fn run(
         .await;
         match outcome {
             Outcome::Served => {
+                crate::metrics::UPSTREAM_ATTEMPTS
+                    .with_label_values(&["ok"])
+                    .inc();
                 if ephemeral.is_none() {
                     gw.pool.report_success(&identity);
                 }
@@ -95,6 +99,9 @@ pub async fn run(
                 plan = std::borrow::Cow::Owned(plan.corrected());
             }
             Outcome::Failed(f) => {
+                crate::metrics::UPSTREAM_ATTEMPTS
+                    .with_label_values(&[f.class.as_str()])
+                    .inc();
                 log::warn!(
                     "request {} attempt {} on {} failed: {} ({})",
                     ctx.request_id,
@@ -112,6 +119,9 @@ pub async fn run(
                 if !retry || tokio::time::Instant::now() >= deadline {
                     break;
                 }
+                crate::metrics::FAILOVERS
+                    .with_label_values(&[last.as_ref().map_or("-", |f| f.class.as_str())])
+                    .inc();
             }
         }
     }

@@ -90,6 +90,20 @@ pub async fn serve(
 ) -> Result<(), ApiError> {
     let mut plan = translate(&input, gw.settings.thinking_format)?;
     ctx.model = Some(plan.requested_model.clone());
+    if gw.settings.debug_mode {
+        // The seed logs the user's question in debug mode; truncated, and never credentials.
+        let q = input
+            .turns
+            .iter()
+            .rev()
+            .find(|t| t.role == crate::convert::input::Role::User);
+        let q: String = q
+            .map_or("", |t| t.text.as_str())
+            .chars()
+            .take(120)
+            .collect();
+        log::debug!("request {} question: {q:?}", ctx.request_id);
+    }
     let ephemeral = match client_creds {
         Some(c) => Some(client_identity(gw, c).await?),
         None => None,

@@ -98,7 +98,8 @@ pub fn spawn_gateway(env: &[(&str, &str)]) -> Proc {
         .env("SERVER_PORT", port.to_string())
         .env("LISTEN_ADDRESS", "127.0.0.1")
         .env("THREADS", "2")
-        .env("LOG_LEVEL", "debug");
+        .env("LOG_LEVEL", "debug")
+        .env("METRICS_LISTEN", "off");
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -30,6 +30,7 @@ def start():
         "DEMO_SIM_PORT": str(sim_port),
         "API_KEY": API_KEY,
         "THREADS": "2",
+        "METRICS_LISTEN": "off",
     }
     log = open(os.path.join(ROOT, "target", f"sdk-gateway-{port}.log"), "w")
     proc = subprocess.Popen([BIN, "--demo"], env=env, stdout=log, stderr=log)
