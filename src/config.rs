@@ -74,6 +74,8 @@ pub struct Settings {
     pub debug_mode: bool,
     pub log_level: String,
     pub qwen_base_url: String,
+    /// The Qwen Code upstream behind `/cli/v1/...` (resolved on first use).
+    pub cli_base_url: String,
     pub qwen_token: Option<String>,
     pub cookies: Vec<String>,
     /// `(email, password)` accounts signed in with the SHA-256 password form.
@@ -417,6 +419,12 @@ impl Settings {
             debug_mode: s.bool("DEBUG_MODE", false)?,
             log_level,
             qwen_base_url: base,
+            cli_base_url: s
+                .first(&["QWEN_CLI_BASE_URL", "QWEN_CLI_PROXY_URL"])
+                .unwrap_or_else(|| "https://portal.qwen.ai".into())
+                .trim()
+                .trim_end_matches('/')
+                .to_string(),
             qwen_token: s.get("QWEN_TOKEN").map(|t| t.trim().to_string()),
             cookies,
             accounts,

@@ -15,6 +15,7 @@ pub struct Gateway {
     pub upstream: UpstreamClient,
     pub catalog: ModelCatalog,
     pub cleaner: ChatCleaner,
+    pub coder: crate::coder::Coder,
     pub started: std::time::Instant,
 }
 
@@ -77,6 +78,7 @@ impl Gateway {
         Ok(Arc::new(Gateway {
             catalog: ModelCatalog::new(settings.models_cache_ttl),
             cleaner: ChatCleaner::new(settings.chat_cleanup),
+            coder: Default::default(),
             pool,
             upstream,
             settings,

@@ -11,6 +11,7 @@
 pub mod anthropic;
 pub mod auth;
 pub mod catalog;
+pub mod coder;
 pub mod config;
 pub mod context;
 pub mod convert;

@@ -224,3 +224,24 @@ pub async fn list_chats(
         .map_err(|_| Failure::new(FailureClass::Transient, "the chat list was unreadable"))?;
     Ok(list.data.into_iter().map(|c| c.id).collect())
 }
+
+/// A form-encoded POST on the web host (the OAuth device flow), optionally with a bearer
+/// token; JSON replies only.
+pub async fn post_form(client: &UpstreamClient, path: &str, form: &str) -> Result<Bytes, Failure> {
+    let mut req = client.request("POST", path);
+    headers::apply_anonymous(&mut req, &client.base);
+    let _ = req.insert_header("content-type", "application/x-www-form-urlencoded");
+    json_call(client, req, Bytes::from(form.to_string()), SMALL_BODY).await
+}
+
+/// A JSON POST on the web host with the account's token (device flow approval).
+pub async fn post_json(
+    client: &UpstreamClient,
+    creds: &Credentials<'_>,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<Bytes, Failure> {
+    let mut req = client.request("POST", path);
+    headers::apply(&mut req, &client.base, creds, "application/json");
+    json_call(client, req, Bytes::from(body.to_string()), SMALL_BODY).await
+}

@@ -60,6 +60,20 @@ pub async fn handle(
             ctx.route = "responses";
             responses::handle(gw, session, ctx).await
         }
+        ("POST", "/cli/v1/chat/completions") => {
+            ctx.route = "coder";
+            crate::coder::completions(gw, session, ctx).await
+        }
+        ("GET" | "POST", "/cli/v1/models") => {
+            ctx.route = "coder_models";
+            match authenticate(gw, session) {
+                Ok((caller, _)) => {
+                    ctx.caller = caller.name();
+                    crate::coder::models(session, ctx).await
+                }
+                Err(e) => Err(e),
+            }
+        }
         ("GET", "/v1/models") => {
             ctx.route = "models";
             models::handle(gw, session, ctx, true).await
