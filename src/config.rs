@@ -108,6 +108,8 @@ pub struct Settings {
     /// After SIGTERM, how long open streams may run before shutdown (Pingora sleeps all of it).
     pub grace_period_secs: u64,
     pub graceful_shutdown_timeout_secs: u64,
+    /// Longest wait between reads of a client's request body.
+    pub client_body_timeout: Duration,
     /// Where Prometheus metrics are served; `None` when `METRICS_LISTEN=off`.
     pub metrics_listen: Option<String>,
     pub file_log: Option<FileLog>,
@@ -453,6 +455,7 @@ impl Settings {
             idle_timeout: s.millis("UPSTREAM_IDLE_TIMEOUT_MS", 120_000)?,
             total_timeout: s.millis("UPSTREAM_TOTAL_TIMEOUT_MS", 600_000)?,
             threads,
+            client_body_timeout: s.millis("CLIENT_BODY_TIMEOUT_MS", 60_000)?,
             metrics_listen: match s.get("METRICS_LISTEN") {
                 Some(v) if v.trim() == "off" => None,
                 Some(v) => Some(v.trim().to_string()),

@@ -17,6 +17,7 @@ pub mod context;
 pub mod convert;
 pub mod gateway;
 pub mod logging;
+pub mod media;
 pub mod metrics;
 pub mod openai;
 pub mod pool;

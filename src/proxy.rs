@@ -33,6 +33,10 @@ impl ProxyHttp for QwenProxy {
     async fn early_request_filter(&self, session: &mut Session, _: &mut RequestCtx) -> Result<()> {
         // Requests pipelined behind this one are answered in order instead of being dropped.
         session.downstream_session.set_pipelining_enabled(true);
+        // A client that stalls while sending its body does not hold a task forever.
+        session
+            .downstream_session
+            .set_read_timeout(Some(self.gw.settings.client_body_timeout));
         Ok(())
     }
 

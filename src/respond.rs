@@ -129,6 +129,14 @@ pub async fn read_body(
                 buf.extend_from_slice(&chunk);
             }
             Ok(None) => break,
+            Err(e) if matches!(e.etype(), pingora::ErrorType::ReadTimedout) => {
+                return Err(ApiError::new(
+                    408,
+                    "invalid_request_error",
+                    "request_timeout",
+                    "The request body did not arrive in time.",
+                ))
+            }
             Err(e) => {
                 return Err(ApiError::new(
                     400,

@@ -8,9 +8,10 @@ use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 use serde_json::json;
 
+use crate::cli;
 use crate::http::{self, Outcome, ReadError, Request};
 use crate::state::RequestRecord;
-use crate::{completion, control, jwt, routes, Inner, Sim};
+use crate::{cdn, completion, control, generation, jwt, routes, uploads, Inner, Sim};
 
 /// Serves the simulated upstream over HTTP/1.1 (see [`Sim::service`]).
 pub struct SimApp {
@@ -73,7 +74,12 @@ fn record_of(req: &Request) -> RequestRecord {
         version: req.version.clone(),
         bx_v: req.bx_v.clone(),
         cookie_token: req.cookie_token().is_some(),
-        body: req.body.clone(),
+        // OSS PUT bodies are file bytes: keep them out of the JSON request log.
+        body: if req.method == ::http::Method::PUT {
+            bytes::Bytes::new()
+        } else {
+            req.body.clone()
+        },
         at: jwt::now_secs(),
     }
 }
@@ -85,6 +91,10 @@ async fn route(sim: &Inner, s: &mut ServerSession, req: &Request) -> Outcome {
     match (m, path) {
         (&Method::POST, "/api/v2/chat/completions") => completion::handle(sim, s, req).await,
         (&Method::POST, "/api/v2/chats/new") => routes::chats_new(sim, s, req).await,
+        (&Method::POST, "/api/v1/oauth2/device/code") => cli::device_code(sim, s, req).await,
+        (&Method::POST, "/api/v2/oauth2/authorize") => cli::authorize(sim, s, req).await,
+        (&Method::POST, "/api/v1/oauth2/token") => cli::token(sim, s, req).await,
+        (&Method::POST, "/v1/chat/completions") => cli::completions(sim, s, req).await,
         (&Method::POST, "/api/v1/auths/signin") => routes::signin(sim, s, req).await,
         (&Method::GET, "/api/v1/auths/" | "/api/v1/auths") => {
             routes::session_user(sim, s, req).await
@@ -95,6 +105,16 @@ async fn route(sim: &Inner, s: &mut ServerSession, req: &Request) -> Outcome {
             routes::models(sim, s, req, true).await
         }
         (&Method::GET, "/api/v2/chats/" | "/api/v2/chats") => routes::chats_list(sim, s, req).await,
+        (&Method::POST, "/api/v1/files/getstsToken") => uploads::sts(sim, s, req, false).await,
+        (&Method::POST, "/api/v2/files/getstsToken") => uploads::sts(sim, s, req, true).await,
+        (&Method::GET, p) if p.starts_with("/api/v1/tasks/status/") => {
+            generation::task_status(sim, s, req, &p["/api/v1/tasks/status/".len()..]).await
+        }
+        (&Method::GET, p) if p.starts_with("/cdn/") => cdn::get(sim, s, req).await,
+        // The OSS emulator, path-style: `PUT /<bucket>/<key>`.
+        (&Method::PUT, p) if !p.starts_with("/api/") && !p.starts_with("/__sim/") => {
+            uploads::oss_put(sim, s, req).await
+        }
         (_, p) if p.starts_with("/__sim/") => control::handle(sim, s, req, &p[7..]).await,
         (_, p) if p.starts_with("/api/v2/chats/") && p.len() > 14 => {
             let id = p[14..].trim_end_matches('/');

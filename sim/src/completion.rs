@@ -9,6 +9,7 @@ use crate::answer::{plan_content, Script};
 use crate::chats::{Lookup, Turn};
 use crate::events::EventWriter;
 use crate::faults::{Endpoint, Faults};
+use crate::generation::{self, Ctx};
 use crate::http::{self, Outcome, Request};
 use crate::jwt;
 use crate::render::{build_plan, Plan};
@@ -154,10 +155,23 @@ pub async fn handle(sim: &Inner, s: &mut ServerSession, req: &Request) -> Outcom
             .await
             .unwrap_or(Outcome::Close);
     }
+    let ctx = || Ctx {
+        email: &acc.email,
+        user_id: &acc.id,
+        chat_id: &chat_id,
+    };
+    // t2v is answered synchronously (§8.3), whatever the stream flag says.
+    if input.chat_type == "t2v" {
+        return generation::video(sim, s, ctx(), &body, &req.body, &input, &faults, record).await;
+    }
     if !input.stream {
         sim.state.record_completion(record);
         let out = replies::envelope("Bad_Request", "stream must be true");
         return Outcome::from_write(http::json(s, 200, out).await);
+    }
+
+    if matches!(input.chat_type.as_str(), "t2i" | "image_edit") {
+        return generation::image(sim, s, ctx(), &body, &req.body, &input, &faults, record).await;
     }
 
     let parent_id = input

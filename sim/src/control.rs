@@ -74,7 +74,12 @@ pub async fn handle(sim: &Inner, s: &mut ServerSession, req: &Request, what: &st
                 sim.runtime
                     .set_answer_deltas(v.as_u64().map(|n| n as usize));
             }
-            reply(s, 200, sim.runtime.to_json()).await
+            if let Some(v) = body.get("task_polls").and_then(Value::as_u64) {
+                sim.state.media.set_task_polls(v);
+            }
+            let mut out = sim.runtime.to_json();
+            out["task_polls"] = json!(sim.state.media.task_polls());
+            reply(s, 200, out).await
         }
         _ => reply(s, 404, json!({"detail": "unknown control endpoint"})).await,
     }

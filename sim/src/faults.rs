@@ -5,6 +5,8 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
+use crate::media_faults::MediaFaults;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Completions,
@@ -13,6 +15,12 @@ pub enum Endpoint {
     Signin,
     Models,
     Delete,
+    /// `POST /api/v{1,2}/files/getstsToken`.
+    Sts,
+    /// The OSS emulator's `PUT /<bucket>/<key>` (matched by the account the STS token was issued to).
+    Oss,
+    /// `GET /api/v1/tasks/status/<id>`.
+    Tasks,
 }
 
 impl Endpoint {
@@ -24,6 +32,9 @@ impl Endpoint {
             "signin" => Endpoint::Signin,
             "models" => Endpoint::Models,
             "delete" => Endpoint::Delete,
+            "sts" => Endpoint::Sts,
+            "oss" => Endpoint::Oss,
+            "tasks" | "task" => Endpoint::Tasks,
             _ => return None,
         })
     }
@@ -36,6 +47,9 @@ impl Endpoint {
             Endpoint::Signin => "signin",
             Endpoint::Models => "models",
             Endpoint::Delete => "delete",
+            Endpoint::Sts => "sts",
+            Endpoint::Oss => "oss",
+            Endpoint::Tasks => "tasks",
         }
     }
 }
@@ -98,6 +112,8 @@ pub struct Faults {
     pub huge_line: Option<usize>,
     pub after_finished: bool,
     pub never_end: bool,
+    /// Upload and generation faults (`sts_*`, `oss_*`, `task_*`).
+    pub media: MediaFaults,
 
     pub deltas: Option<usize>,
     pub delay_ms: Option<u64>,
@@ -157,6 +173,7 @@ impl Faults {
             "never_end" => self.never_end = true,
             "deltas" => self.deltas = arg.and_then(|a| a.trim().parse().ok()),
             "delay" => self.delay_ms = arg.and_then(|a| a.trim().parse().ok()),
+            other if self.media.apply(other) => {}
             _ => return false,
         }
         self.names.push(match arg {

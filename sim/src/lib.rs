@@ -8,21 +8,28 @@
 mod accounts;
 mod answer;
 mod app;
+mod cdn;
 mod chats;
+mod cli;
 mod completion;
 mod config;
 mod control;
 mod events;
 mod faults;
+mod generation;
 mod http;
 mod jwt;
+mod media_faults;
+mod media_state;
 mod models;
+mod oss_sign;
 mod render;
 mod replies;
 mod request;
 mod routes;
 mod state;
 mod stream;
+mod uploads;
 
 use std::sync::Arc;
 
@@ -41,6 +48,7 @@ pub(crate) struct Inner {
     accounts: AccountBook,
     runtime: RuntimeConfig,
     state: SimState,
+    cli: cli::CliState,
 }
 
 /// A simulator instance. Cheap to clone; all clones share state.
@@ -57,6 +65,7 @@ impl Sim {
                 accounts: AccountBook::new(&cfg.accounts),
                 runtime: RuntimeConfig::new(&cfg),
                 state: SimState::default(),
+                cli: cli::CliState::default(),
             }),
         }
     }
@@ -102,7 +111,9 @@ impl Inner {
     pub(crate) fn state_json(&self) -> serde_json::Value {
         let mut emails: Vec<&str> = self.accounts.emails().collect();
         emails.sort_unstable();
-        self.state.to_json(self.runtime.to_json(), emails)
+        let mut v = self.state.to_json(self.runtime.to_json(), emails);
+        v["cli"] = self.cli.to_json();
+        v
     }
 }
 

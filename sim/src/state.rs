@@ -11,6 +11,7 @@ use crate::answer::{Script, SEARCH_INFO_JSON};
 use crate::chats::ChatStore;
 use crate::events::Usage;
 use crate::faults::FaultQueue;
+use crate::media_state::MediaState;
 
 pub const LOG_LIMIT: usize = 200;
 
@@ -92,6 +93,7 @@ pub struct SimState {
     pub chats: ChatStore,
     pub faults: FaultQueue,
     scripts: Mutex<VecDeque<Script>>,
+    pub media: MediaState,
 }
 
 fn push_capped<T>(q: &mut VecDeque<T>, item: T) {
@@ -187,6 +189,7 @@ impl SimState {
         *self.logs() = Logs::default();
         self.chats.clear();
         self.faults.clear();
+        self.media.clear();
         self.scripts
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -235,6 +238,7 @@ impl SimState {
             "pending_faults": self.faults.to_json(),
             "pending_scripts": scripts,
             "config": config,
+            "media": self.media.to_json(),
         });
         // The counters also appear at top level so `state["completions"]` works too.
         if let (Some(o), Some(cs)) = (out.as_object_mut(), counters.as_object()) {

@@ -30,11 +30,15 @@ impl StopMatcher {
             return false;
         }
         self.held.push_str(text);
+        // The match that ends first is the one a streaming reader sees first, so cutting there
+        // gives the same result however the text was split (it matters when one stop contains
+        // another); ties go to the earlier start.
         let first = self
             .stops
             .iter()
-            .filter_map(|s| self.held.find(s.as_str()))
-            .min();
+            .filter_map(|s| self.held.find(s.as_str()).map(|p| (p + s.len(), p)))
+            .min()
+            .map(|(_, p)| p);
         if let Some(pos) = first {
             if pos > 0 {
                 emit(&self.held[..pos]);

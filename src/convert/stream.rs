@@ -43,7 +43,8 @@ pub struct Usage {
 
 impl Usage {
     pub fn total(&self) -> u64 {
-        self.prompt_tokens + self.completion_tokens
+        // The counts come from the upstream; absurd values must not overflow.
+        self.prompt_tokens.saturating_add(self.completion_tokens)
     }
 }
 
