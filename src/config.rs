@@ -108,6 +108,10 @@ pub struct Settings {
     /// After SIGTERM, how long open streams may run before shutdown (Pingora sleeps all of it).
     pub grace_period_secs: u64,
     pub graceful_shutdown_timeout_secs: u64,
+    /// Image and video input: upload, fetch guard and size limits.
+    pub media: crate::media::settings::MediaSettings,
+    /// The upload cache (`CACHE_MODE`), shared by every clone of the settings.
+    pub media_cache: std::sync::Arc<crate::media::cache::UploadCache>,
     /// Longest wait between reads of a client's request body.
     pub client_body_timeout: Duration,
     /// Where Prometheus metrics are served; `None` when `METRICS_LISTEN=off`.
@@ -346,6 +350,8 @@ impl Settings {
                 )))
             }
         };
+        let (media, media_cache) = crate::media::settings::MediaSettings::from_lookup(|k| s.get(k))
+            .map_err(ConfigError)?;
         let breaker = BreakerSettings {
             degraded_after: s.num("BREAKER_DEGRADED_AFTER", 2)?,
             open_after: s.num("BREAKER_OPEN_AFTER", 5)?,
@@ -456,6 +462,8 @@ impl Settings {
             total_timeout: s.millis("UPSTREAM_TOTAL_TIMEOUT_MS", 600_000)?,
             threads,
             client_body_timeout: s.millis("CLIENT_BODY_TIMEOUT_MS", 60_000)?,
+            media,
+            media_cache: std::sync::Arc::new(media_cache),
             metrics_listen: match s.get("METRICS_LISTEN") {
                 Some(v) if v.trim() == "off" => None,
                 Some(v) => Some(v.trim().to_string()),

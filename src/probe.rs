@@ -192,6 +192,7 @@ async fn probe_identity(gw: &Gateway, id: &Identity, out: &mut Vec<StepReport>) 
         max_tokens: None,
         tools: None,
         corrective: false,
+        media: vec![],
     };
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)

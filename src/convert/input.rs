@@ -29,10 +29,19 @@ pub struct CallRecord {
     pub arguments: String,
 }
 
+/// An image or video a client attached: a `data:` URI or an http(s) URL, uploaded to the
+/// upstream's storage before the exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaRef {
+    pub video: bool,
+    pub source: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Turn {
     pub role: Role,
     pub text: String,
+    pub media: Vec<MediaRef>,
     pub calls: Vec<CallRecord>,
     /// For tool results: the call they answer.
     pub call_id: Option<String>,
@@ -44,6 +53,7 @@ impl Turn {
         Turn {
             role,
             text: text.into(),
+            media: Vec::new(),
             calls: Vec::new(),
             call_id: None,
             name: None,

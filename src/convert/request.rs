@@ -9,7 +9,7 @@
 use crate::config::ThinkingFormat;
 use crate::openai::error::ApiError;
 
-use super::input::{ChatInput, Role, ToolChoice, Turn};
+use super::input::{ChatInput, MediaRef, Role, ToolChoice, Turn};
 use super::model::parse_model;
 use super::tools;
 
@@ -45,6 +45,8 @@ pub struct ChatPlan {
     pub tools: Option<ToolPlan>,
     /// This plan is the corrective retry of a required tool call.
     pub corrective: bool,
+    /// Images and videos of the latest user message (the upstream takes media only there).
+    pub media: Vec<MediaRef>,
 }
 
 impl ChatPlan {
@@ -105,6 +107,13 @@ pub fn translate(input: &ChatInput, thinking_format: ThinkingFormat) -> Result<C
             parallel: input.parallel_calls,
         }),
         corrective: false,
+        media: input
+            .turns
+            .iter()
+            .rev()
+            .find(|t| t.role == Role::User)
+            .map(|t| t.media.clone())
+            .unwrap_or_default(),
     })
 }
 

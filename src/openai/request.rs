@@ -87,6 +87,30 @@ pub struct Part {
     #[serde(rename = "type")]
     pub kind: String,
     pub text: Option<String>,
+    pub image_url: Option<serde_json::Value>,
+    pub video_url: Option<serde_json::Value>,
+    pub image: Option<serde_json::Value>,
+    pub video: Option<serde_json::Value>,
+    pub url: Option<String>,
+}
+
+impl Part {
+    /// The media this part carries: `{"url": ...}` objects or bare strings, in any of the
+    /// spellings clients use (`image_url`, `input_image`, `image`, `video_url`, `video`).
+    pub fn media(&self) -> Option<crate::convert::input::MediaRef> {
+        fn url_of(v: &serde_json::Value) -> Option<String> {
+            v.as_str()
+                .map(str::to_string)
+                .or_else(|| v.get("url").and_then(|u| u.as_str()).map(str::to_string))
+        }
+        let video = matches!(self.kind.as_str(), "video" | "video_url" | "input_video");
+        let source = [&self.image_url, &self.video_url, &self.image, &self.video]
+            .into_iter()
+            .flatten()
+            .find_map(url_of)
+            .or_else(|| self.url.clone())?;
+        Some(crate::convert::input::MediaRef { video, source })
+    }
 }
 
 /// Roles the gateway understands; anything else is a client mistake worth a 400.
@@ -165,7 +189,15 @@ impl ChatRequest {
                             }
                         }
                         "image_url" | "input_image" | "image" | "video" | "video_url"
-                        | "input_video" | "file" | "input_file" | "input_audio" => {
+                        | "input_video" => {
+                            if p.media().is_none() {
+                                return Err(ApiError::invalid_param(
+                                    "messages",
+                                    format!("messages[{i}].content[{j}] is a '{}' part without a URL.", p.kind),
+                                ));
+                            }
+                        }
+                        "file" | "input_file" | "input_audio" => {
                             return Err(ApiError::invalid_param(
                                 "messages",
                                 format!(
@@ -343,9 +375,14 @@ impl Message {
                 })
             })
             .collect();
+        let media = match &self.content {
+            Some(Content::Parts(parts)) => parts.iter().filter_map(Part::media).collect(),
+            _ => Vec::new(),
+        };
         Turn {
             role,
             text: self.text(),
+            media,
             calls,
             call_id: self.tool_call_id.clone(),
             name: self.name.clone(),

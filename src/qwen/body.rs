@@ -46,7 +46,7 @@ struct UserMessage<'a> {
     parentId: Option<&'a str>,
     childrenIds: [&'a str; 1],
     role: &'a str,
-    content: &'a str,
+    content: serde_json::Value,
     user_action: &'a str,
     files: [(); 0],
     timestamp: u64,
@@ -100,7 +100,32 @@ impl MessageIds {
 
 /// `POST /api/v2/chat/completions?chat_id=`; `now_s` is wall-clock seconds.
 pub fn completion_body(plan: &ChatPlan, chat_id: &str, ids: &MessageIds, now_s: u64) -> Vec<u8> {
+    completion_body_with_media(plan, chat_id, ids, now_s, &[])
+}
+
+/// The same, with uploaded media (`(is_video, file_url)`) as content parts after the text
+/// (protocol §4.6): the message content becomes an array.
+pub fn completion_body_with_media(
+    plan: &ChatPlan,
+    chat_id: &str,
+    ids: &MessageIds,
+    now_s: u64,
+    media: &[(bool, String)],
+) -> Vec<u8> {
     let ct = plan.chat_type;
+    let content = if media.is_empty() {
+        serde_json::Value::String(plan.prompt.clone())
+    } else {
+        let mut parts = vec![serde_json::json!({"type": "text", "text": plan.prompt})];
+        for (video, url) in media {
+            parts.push(if *video {
+                serde_json::json!({"type": "video", "video": url})
+            } else {
+                serde_json::json!({"type": "image", "image": url})
+            });
+        }
+        serde_json::Value::Array(parts)
+    };
     let body = Completion {
         stream: true,
         version: "2.1",
@@ -114,7 +139,7 @@ pub fn completion_body(plan: &ChatPlan, chat_id: &str, ids: &MessageIds, now_s: 
             parentId: None,
             childrenIds: [&ids.child],
             role: "user",
-            content: &plan.prompt,
+            content,
             user_action: "chat",
             files: [],
             timestamp: now_s,
@@ -161,6 +186,7 @@ mod tests {
             max_tokens: None,
             tools: None,
             corrective: false,
+            media: vec![],
         }
     }
 

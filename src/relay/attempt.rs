@@ -18,7 +18,7 @@ use crate::gateway::Gateway;
 use crate::openai::completion::Aggregator;
 use crate::pool::Identity;
 use crate::qwen::api;
-use crate::qwen::body::{completion_body, new_chat_body, MessageIds};
+use crate::qwen::body::{completion_body_with_media, new_chat_body, MessageIds};
 use crate::qwen::client::Exchange;
 use crate::qwen::headers::{self, Credentials};
 use crate::respond;
@@ -36,6 +36,9 @@ pub enum Outcome {
     Failed(Failure),
     /// A required tool call was not made and nothing was written: retry with a hint.
     NoToolCall,
+    /// The request itself cannot be served (e.g. an attachment that cannot be uploaded);
+    /// another identity would fare no better.
+    Refused(crate::openai::error::ApiError),
     ClientGone,
 }
 
@@ -69,6 +72,29 @@ pub async fn run(
         token: &token,
         cookie: identity.cookie(),
     };
+    // Attachments go to the upstream's storage first; the message references their URLs.
+    let mut media = Vec::with_capacity(plan.media.len());
+    for m in &plan.media {
+        let kind = if m.video {
+            crate::media::MediaKind::Video
+        } else {
+            crate::media::MediaKind::Image
+        };
+        let s = &gw.settings;
+        match crate::media::ingest::ingest(
+            &m.source,
+            kind,
+            &s.media,
+            &s.media_cache,
+            &gw.upstream,
+            &creds,
+        )
+        .await
+        {
+            Ok(up) => media.push((m.video, up.file_url)),
+            Err(e) => return Outcome::Refused(e.to_api_error()),
+        }
+    }
     let (secs, millis) = now();
     // Deleted when this attempt ends, however it ends; a client-mode caller's chats are theirs.
     let mut cleanup = None;
@@ -80,7 +106,7 @@ pub async fn run(
         let path = format!("/api/v2/chat/completions?chat_id={chat_id}");
         let mut req = gw.upstream.request("POST", &path);
         headers::apply(&mut req, &gw.upstream.base, &creds, "text/event-stream");
-        let body = completion_body(plan, &chat_id, &MessageIds::random(), secs);
+        let body = completion_body_with_media(plan, &chat_id, &MessageIds::random(), secs, &media);
         gw.upstream.send(req, Bytes::from(body)).await
     };
     let ex = tokio::select! {

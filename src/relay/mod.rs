@@ -89,6 +89,12 @@ pub async fn run(
                 ctx.status = 499;
                 return Ok(());
             }
+            Outcome::Refused(e) => {
+                ctx.status = e.status;
+                ctx.error_class = Some("media");
+                let _ = respond::error_as(session, render.dialect, &e, &ctx.request_id).await;
+                return Ok(());
+            }
             Outcome::NoToolCall => {
                 // Not the account's fault: the same account gets the corrective retry.
                 log::info!(

@@ -122,6 +122,18 @@ pub async fn serve(
                 if !m.thinking {
                     plan.thinking = false;
                 }
+                // Images sent to a model without vision go to the vision fallback instead,
+                // for the whole exchange (chat creation and completion alike).
+                if !plan.media.is_empty() && !m.vision {
+                    let fallback = &gw.settings.vision_fallback_model;
+                    log::info!(
+                        "request {}: {} has no vision; using {fallback}",
+                        ctx.request_id,
+                        m.id
+                    );
+                    plan.upstream_model =
+                        models::find(&list, fallback).map_or(fallback.clone(), |f| f.id.clone());
+                }
             }
             _ => return Err(ApiError::model_not_found(&plan.requested_model)),
         }
