@@ -124,3 +124,39 @@ async fn remote_urls_are_fetched_and_uploaded_when_allowed() {
     );
     assert_eq!(uploads(&sim).len(), 1);
 }
+
+#[tokio::test]
+async fn anthropic_and_responses_images_take_the_same_upload_path() {
+    let (sim, gw) = pair(&[("UPLOAD_RETRY_BACKOFF_MS", "10")]);
+    let c = client();
+    let r = c
+        .post(gw.url("/v1/messages"))
+        .header("x-api-key", USER_KEY)
+        .json(&json!({"model": "qwen3-max", "max_tokens": 100, "messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_B64}},
+            {"type": "text", "text": "Describe it."}]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = sim_state(&sim)["last_completion"]["body"].clone();
+    assert!(body["messages"][0]["content"][1]["image"]
+        .as_str()
+        .unwrap()
+        .contains("/cdn/files/"));
+
+    let r = c
+        .post(gw.url("/v1/responses"))
+        .bearer_auth(USER_KEY)
+        .json(
+            &json!({"model": "qwen3-max", "input": [{"role": "user", "content": [
+            {"type": "input_text", "text": "And this?"},
+            {"type": "input_image", "image_url": format!("data:image/png;base64,{PNG_B64}")}]}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The same bytes: still one upload.
+    assert_eq!(uploads(&sim).len(), 1);
+}

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::convert::input::{CallRecord, ChatInput, Role, ToolChoice, ToolSpec, Turn};
+use crate::convert::input::{CallRecord, ChatInput, MediaRef, Role, ToolChoice, ToolSpec, Turn};
 use crate::openai::error::ApiError;
 
 #[derive(Debug, Deserialize)]
@@ -184,6 +184,7 @@ fn message_turns(
     };
     let mut text = String::new();
     let mut calls = Vec::new();
+    let mut media = Vec::new();
     for (j, b) in blocks.iter().enumerate() {
         match b.get("type").and_then(Value::as_str) {
             Some("text") => {
@@ -212,7 +213,33 @@ fn message_turns(
                     ..Turn::text(Role::Tool, result)
                 });
             }
-            Some(kind @ ("image" | "document" | "search_result")) => {
+            Some("image") => {
+                let src = b.get("source").unwrap_or(&Value::Null);
+                let source = match src.get("type").and_then(Value::as_str) {
+                    Some("base64") => format!(
+                        "data:{};base64,{}",
+                        src.get("media_type")
+                            .and_then(Value::as_str)
+                            .unwrap_or("image/png"),
+                        src.get("data").and_then(Value::as_str).unwrap_or("")
+                    ),
+                    Some("url") => src
+                        .get("url")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    _ => {
+                        return Err(bad(format!(
+                            "messages.{i}.content.{j}.source: expected base64 or url"
+                        )))
+                    }
+                };
+                media.push(MediaRef {
+                    video: false,
+                    source,
+                });
+            }
+            Some(kind @ ("document" | "search_result")) => {
                 return Err(bad(format!(
                 "messages.{i}.content.{j}: '{kind}' blocks are not supported by this gateway yet"
             )))
@@ -225,9 +252,10 @@ fn message_turns(
             }
         }
     }
-    if !text.is_empty() || !calls.is_empty() {
+    if !text.is_empty() || !calls.is_empty() || !media.is_empty() {
         turns.push(Turn {
             calls,
+            media,
             ..Turn::text(role, text)
         });
     }

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::convert::input::{CallRecord, ChatInput, Role, ToolSpec, Turn};
+use crate::convert::input::{CallRecord, ChatInput, MediaRef, Role, ToolSpec, Turn};
 use crate::openai::error::ApiError;
 use crate::openai::request::parse_tool_choice;
 
@@ -26,6 +26,23 @@ fn bad(param: &'static str, msg: impl Into<String>) -> ApiError {
     ApiError::invalid_param(param, msg)
 }
 
+/// Images of a message's content (`input_image` parts with an `image_url`).
+fn content_media(v: &Value) -> Vec<MediaRef> {
+    v.as_array()
+        .map(|parts| {
+            parts
+                .iter()
+                .filter(|p| p.get("type").and_then(Value::as_str) == Some("input_image"))
+                .filter_map(|p| p.get("image_url").and_then(Value::as_str))
+                .map(|u| MediaRef {
+                    video: false,
+                    source: u.to_string(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Text of a message's content: a string, or its text parts.
 fn content_text(i: usize, v: &Value) -> Result<String, ApiError> {
     match v {
@@ -38,7 +55,8 @@ fn content_text(i: usize, v: &Value) -> Result<String, ApiError> {
                         out.push_str(p.get("text").and_then(Value::as_str).unwrap_or(""));
                     }
                     Some("refusal") => out.push_str(p.get("refusal").and_then(Value::as_str).unwrap_or("")),
-                    Some(kind @ ("input_image" | "input_file" | "input_audio")) => {
+                    Some("input_image") => {}
+                    Some(kind @ ("input_file" | "input_audio")) => {
                         return Err(bad(
                             "input",
                             format!("input[{i}].content[{j}]: '{kind}' is not supported by this gateway yet."),
@@ -83,8 +101,12 @@ fn item_turns(i: usize, item: &Value, turns: &mut Vec<Turn>) -> Result<(), ApiEr
                     ))
                 }
             };
-            let text = content_text(i, item.get("content").unwrap_or(&Value::Null))?;
-            turns.push(Turn::text(role, text));
+            let content = item.get("content").unwrap_or(&Value::Null);
+            let text = content_text(i, content)?;
+            turns.push(Turn {
+                media: content_media(content),
+                ..Turn::text(role, text)
+            });
         }
         "function_call" => {
             let call = CallRecord {
