@@ -277,7 +277,7 @@ pub async fn completions(
     let (_, body) = crate::routes::chat::read_json(gw, session, ctx).await?;
     let v: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid(format!("The request body is not valid JSON: {e}")))?;
-    if !v["messages"].as_array().is_some_and(|m| !m.is_empty()) {
+    if v["messages"].as_array().is_none_or(|m| m.is_empty()) {
         return Err(ApiError::invalid_param(
             "messages",
             "'messages' must contain at least one message.",

@@ -197,11 +197,10 @@ fn repair(s: &str) -> Option<Value> {
             '"' => in_str = true,
             '{' => stack.push('}'),
             '[' => stack.push(']'),
-            '}' | ']' => {
-                if stack.pop() != Some(c) {
-                    return None;
-                }
-            }
+            '}' | ']' => match stack.pop() {
+                Some(open) if open == c => {}
+                _ => return None,
+            },
             ',' => {
                 let next = chars[i + 1..].iter().find(|c| !c.is_whitespace());
                 if matches!(next, Some('}') | Some(']') | None) {
