@@ -1,0 +1,313 @@
+//! The Markdown the run prints: tables, ratios and each target's verdict.
+
+use std::fmt::Write;
+
+use crate::client::{quantile, Stats};
+use crate::phases::{FLOOR, FLOOR_AT_NS, FLOOR_AT_S, GW_DEFAULT, GW_NS, GW_S, PT};
+use crate::Opts;
+
+/// Resources a server used during one measurement (summed over rounds).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Usage {
+    pub server_cpu: f64,
+    pub sim_cpu: f64,
+    pub client_cpu: f64,
+    pub busy: u64,
+    pub jiffies: u64,
+    pub peak_rss_kib: u64,
+}
+
+impl Usage {
+    pub fn add(&mut self, o: Usage) {
+        self.server_cpu += o.server_cpu;
+        self.sim_cpu += o.sim_cpu;
+        self.client_cpu += o.client_cpu;
+        self.busy += o.busy;
+        self.jiffies += o.jiffies;
+        self.peak_rss_kib = self.peak_rss_kib.max(o.peak_rss_kib);
+    }
+}
+
+pub struct Row {
+    pub label: String,
+    pub offered: Option<f64>,
+    pub stats: Stats,
+    pub usage: Usage,
+}
+
+impl Row {
+    /// Milliseconds; the samples were sorted when the row was added.
+    fn q(&self, which: &str, q: f64) -> f64 {
+        let v = match which {
+            "ttfb" => &self.stats.ttfb,
+            "ttft" => &self.stats.ttft,
+            _ => &self.stats.total,
+        };
+        quantile(v, q) / 1000.0
+    }
+
+    fn per_1k(&self, cpu: f64) -> f64 {
+        cpu * 1000.0 / (self.stats.ok.max(1) as f64)
+    }
+}
+
+pub struct HoldRow {
+    pub label: String,
+    pub streams: usize,
+    pub max_open: usize,
+    pub idle_kib: u64,
+    pub peak_kib: u64,
+    pub stats: Stats,
+}
+
+impl HoldRow {
+    pub fn per_stream_kib(&self) -> f64 {
+        self.peak_kib.saturating_sub(self.idle_kib) as f64 / self.max_open.max(1) as f64
+    }
+}
+
+pub struct Report {
+    opts: Opts,
+    pub throughput: Vec<Row>,
+    /// Closed-loop saturation with the latency phase's per-delta pause.
+    pub saturation: Vec<Row>,
+    pub latency: Vec<Row>,
+    pub hold: Vec<HoldRow>,
+    pub warmup_failures: Vec<String>,
+}
+
+fn ms(x: f64) -> String {
+    if x.is_nan() {
+        "-".into()
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+fn failures(s: &Stats) -> String {
+    if s.failed == 0 {
+        return "0".into();
+    }
+    let kinds: Vec<String> = s.failures.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    format!("**{}** ({})", s.failed, kinds.join(", "))
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "**not met**"
+    }
+}
+
+impl Report {
+    pub fn new(o: &Opts) -> Report {
+        Report {
+            opts: o.clone(),
+            throughput: Vec::new(),
+            saturation: Vec::new(),
+            latency: Vec::new(),
+            hold: Vec::new(),
+            warmup_failures: Vec::new(),
+        }
+    }
+
+    pub fn failed(&self) -> u64 {
+        let rows = self.throughput.iter().chain(&self.saturation);
+        let rows = rows.chain(&self.latency);
+        rows.map(|r| r.stats.failed).sum::<u64>()
+            + self.hold.iter().map(|h| h.stats.failed).sum::<u64>()
+            + self.warmup_failures.len() as u64
+    }
+
+    fn find<'a>(rows: &'a [Row], label: &str) -> Option<&'a Row> {
+        rows.iter().find(|r| r.label == label)
+    }
+
+    pub fn render(&mut self) -> String {
+        let rows = self.throughput.iter_mut().chain(&mut self.saturation);
+        for r in rows.chain(&mut self.latency) {
+            r.stats.sort();
+        }
+        let o = &self.opts;
+        let mut s = String::new();
+        if self.throughput.is_empty() {
+            self.hold_table(&mut s);
+            return s;
+        }
+        let _ = writeln!(
+            s,
+            "\n### Throughput (closed loop, {} connections, {} answer deltas, 0 ms per delta, {:.0} s per target in {} rounds)\n",
+            o.concurrency, o.deltas, o.duration, o.rounds
+        );
+        s.push_str("| target | req/s | TTFB p50 ms | TTFB p99 ms | total p50 ms | total p99 ms | server CPU s/1k req | sim CPU s/1k req | client CPU s/1k req | peak RSS MiB | ok | failed |\n");
+        s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        for r in &self.throughput {
+            let _ = writeln!(
+                s,
+                "| {} | {:.0} | {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.1} | {} | {} |",
+                r.label,
+                r.stats.rate(),
+                ms(r.q("ttfb", 0.5)),
+                ms(r.q("ttfb", 0.99)),
+                ms(r.q("total", 0.5)),
+                ms(r.q("total", 0.99)),
+                r.per_1k(r.usage.server_cpu),
+                r.per_1k(r.usage.sim_cpu),
+                r.per_1k(r.usage.client_cpu),
+                r.usage.peak_rss_kib as f64 / 1024.0,
+                r.stats.ok,
+                failures(&r.stats)
+            );
+        }
+        self.ratios(&mut s);
+        self.saturation_table(&mut s);
+        self.latency_table(&mut s);
+        self.hold_table(&mut s);
+        if !self.warmup_failures.is_empty() {
+            let _ = writeln!(s, "\nWarm-up failures: {}", self.warmup_failures.join("; "));
+        }
+        let _ = writeln!(s, "\nFailed requests in the whole run: {}", self.failed());
+        s
+    }
+
+    fn ratios(&self, s: &mut String) {
+        let get = |l: &str| {
+            Self::find(&self.throughput, l).map(|r| (r.stats.rate(), r.per_1k(r.usage.server_cpu)))
+        };
+        let (Some(pt), Some(fl), Some(gs), Some(gn)) = (get(PT), get(FLOOR), get(GW_S), get(GW_NS))
+        else {
+            return;
+        };
+        let gd = get(GW_DEFAULT).unwrap_or((f64::NAN, f64::NAN));
+        s.push_str("\n| ratio | throughput | server CPU per request |\n|---|---:|---:|\n");
+        for (name, a, b) in [
+            ("gateway stream / protocol floor", gs, fl),
+            ("gateway non-stream / protocol floor", gn, fl),
+            ("gateway stream / pass-through", gs, pt),
+            ("gateway non-stream / pass-through", gn, pt),
+            ("protocol floor / pass-through", fl, pt),
+            ("gateway stream with chat deletion / protocol floor", gd, fl),
+        ] {
+            let _ = writeln!(s, "| {name} | {:.2}x | {:.2}x |", a.0 / b.0, a.1 / b.1);
+        }
+        let _ = writeln!(
+            s,
+            "\nTarget: gateway throughput >= 0.85x the protocol floor: stream {:.2}x {}, non-stream {:.2}x {}.",
+            gs.0 / fl.0,
+            verdict(gs.0 / fl.0 >= 0.85),
+            gn.0 / fl.0,
+            verdict(gn.0 / fl.0 >= 0.85)
+        );
+    }
+
+    fn latency_table(&self, s: &mut String) {
+        if self.latency.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            s,
+            "\n### Latency at 50% of the gateway's saturation (open loop, {} ms per delta)\n",
+            self.opts.latency_delay_ms
+        );
+        s.push_str("| target | offered req/s | achieved req/s | machine CPU busy | TTFB p50 ms | TTFB p99 ms | TTFT p50 ms | TTFT p99 ms | total p50 ms | total p99 ms | late starts | failed |\n");
+        s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        for r in &self.latency {
+            let busy = r.usage.busy as f64 / r.usage.jiffies.max(1) as f64 * 100.0;
+            let _ = writeln!(
+                s,
+                "| {} | {:.0} | {:.0} | {:.0}% | {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.label,
+                r.offered.unwrap_or(0.0),
+                r.stats.rate(),
+                busy,
+                ms(r.q("ttfb", 0.5)),
+                ms(r.q("ttfb", 0.99)),
+                ms(r.q("ttft", 0.5)),
+                ms(r.q("ttft", 0.99)),
+                ms(r.q("total", 0.5)),
+                ms(r.q("total", 0.99)),
+                r.stats.late,
+                failures(&r.stats)
+            );
+        }
+        let p99 =
+            |l: &str, w: &str| Self::find(&self.latency, l).map_or(f64::NAN, |r| r.q(w, 0.99));
+        let ttfb = p99(GW_S, "ttfb") - p99(FLOOR_AT_S, "ttfb");
+        let ttft = p99(GW_S, "ttft") - p99(FLOOR_AT_S, "ttft");
+        let total = p99(GW_NS, "total") - p99(FLOOR_AT_NS, "total");
+        let _ = writeln!(
+            s,
+            "\nTarget: p99 added over the floor at the same rate < 1 ms. Stream: time to first byte {ttfb:+.2} ms {}, time to first token {ttft:+.2} ms {}. Non-stream (its first byte is the whole answer, so total time): {total:+.2} ms {}.",
+            verdict(ttfb < 1.0),
+            verdict(ttft < 1.0),
+            verdict(total < 1.0)
+        );
+    }
+
+    fn saturation_table(&self, s: &mut String) {
+        if self.saturation.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            s,
+            "\n### Saturation with {} ms per delta (closed loop, {} connections)\n",
+            self.opts.latency_delay_ms,
+            self.opts.concurrency * 4
+        );
+        s.push_str("| target | req/s | server CPU s/1k req | sim CPU s/1k req | failed |\n|---|---:|---:|---:|---|\n");
+        for r in &self.saturation {
+            let _ = writeln!(
+                s,
+                "| {} | {:.0} | {:.3} | {:.3} | {} |",
+                r.label,
+                r.stats.rate(),
+                r.per_1k(r.usage.server_cpu),
+                r.per_1k(r.usage.sim_cpu),
+                failures(&r.stats)
+            );
+        }
+    }
+
+    fn hold_table(&self, s: &mut String) {
+        if self.hold.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            s,
+            "\n### Concurrency ({} answer deltas, {} ms per delta, fresh servers)\n",
+            self.opts.hold_deltas, self.opts.hold_delay_ms
+        );
+        s.push_str("| server | streams | max open at once | idle RSS MiB | RSS with all open MiB | KiB per open stream | ok | failed | seconds |\n");
+        s.push_str("|---|---:|---:|---:|---:|---:|---:|---|---:|\n");
+        for h in &self.hold {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {} | {} | {:.1} |",
+                h.label,
+                h.streams,
+                h.max_open,
+                h.idle_kib as f64 / 1024.0,
+                h.peak_kib as f64 / 1024.0,
+                h.per_stream_kib(),
+                h.stats.ok,
+                failures(&h.stats),
+                h.stats.elapsed.as_secs_f64()
+            );
+        }
+        let gw = self.hold.iter().find(|h| h.label == "gateway");
+        let pt = self.hold.iter().find(|h| h.label == "pass-through");
+        if let (Some(g), Some(p)) = (gw, pt) {
+            let all = g.max_open == g.streams && p.max_open == p.streams;
+            let _ = writeln!(
+                s,
+                "\nTarget: {} streams open at once with no failures: {}. Memory per open stream no worse than the pass-through's: {:.1} vs {:.1} KiB {}.",
+                g.streams,
+                verdict(all && g.stats.failed == 0 && p.stats.failed == 0),
+                g.per_stream_kib(),
+                p.per_stream_kib(),
+                verdict(g.per_stream_kib() <= p.per_stream_kib())
+            );
+        }
+    }
+}
