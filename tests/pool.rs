@@ -503,3 +503,45 @@ fn the_drift_probe_reports_each_step_and_fails_loudly() {
     assert_eq!(bad.status.code(), Some(1), "{out}");
     assert!(out.contains("FAILED"));
 }
+
+#[tokio::test]
+async fn sweep_mode_keeps_the_first_page_and_off_keeps_everything() {
+    for (mode, expect_live) in [("sweep", 60u64), ("off", 70)] {
+        let sim = spawn_sim(&[A], &[]);
+        let base = format!("http://127.0.0.1:{}", sim.port);
+        let token = mint(&sim, A.0, 3600);
+        let gw = spawn_gateway(&[
+            ("QWEN_BASE_URL", base.as_str()),
+            ("QWEN_TOKEN", token.as_str()),
+            ("CHAT_CLEANUP", mode),
+            ("CHAT_SWEEP_INTERVAL_MS", "400"),
+        ]);
+        for i in 0..70 {
+            assert_eq!(chat(&gw, ask(i)).await.status(), 200);
+        }
+        let mut live = 0;
+        for _ in 0..60 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            live = sim_state(&sim)["live_chats"].as_u64().unwrap();
+            if live == expect_live {
+                break;
+            }
+        }
+        assert_eq!(live, expect_live, "CHAT_CLEANUP={mode}");
+    }
+}
+
+#[test]
+fn pingora_test_flag_checks_the_server_config() {
+    let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/pingora.yaml");
+    let out = std::process::Command::new(BIN)
+        .args(["-t", "-c", conf])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
