@@ -9,7 +9,8 @@ import urllib.request
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, "target", "release", "qwen-gateway")
+TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+BIN = os.path.join(TARGET, "release", "qwen-gateway")
 API_KEY = "sk-sdk-test-key"
 
 
@@ -32,7 +33,7 @@ def start():
         "THREADS": "2",
         "METRICS_LISTEN": "off",
     }
-    log = open(os.path.join(ROOT, "target", f"sdk-gateway-{port}.log"), "w")
+    log = open(os.path.join(TARGET, f"sdk-gateway-{port}.log"), "w")
     proc = subprocess.Popen([BIN, "--demo"], env=env, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 30
