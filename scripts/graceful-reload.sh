@@ -24,7 +24,7 @@ YAML
 sim=$!
 cleanup() {
   [ -f "$dir/gw.pid" ] && kill -INT "$(cat "$dir/gw.pid")" 2>/dev/null || true
-  kill "$sim" 2>/dev/null || true
+  kill -INT "$sim" 2>/dev/null || true
   rm -rf "$dir"
 }
 trap cleanup EXIT

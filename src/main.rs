@@ -125,8 +125,11 @@ fn run_sim(cli: Cli) -> ! {
             .collect();
     }
     let sim = qwen_sim::Sim::new(cfg);
+    // A test double: it should stop at once on SIGTERM, not wait out a grace period.
     let conf = pingora::server::configuration::ServerConf {
         threads: 2,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
         ..Default::default()
     };
     let mut server = pingora::server::Server::new_with_opt_and_conf(Some(cli.pingora), conf);
