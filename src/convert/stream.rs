@@ -370,21 +370,9 @@ impl<S: Sink> Converter<S> {
         } = self;
         let mut limited = false;
         let matched = stop.push(text, |piece| {
-            if limited {
-                return;
+            if !limited {
+                limited = emit_limited(sink, content_tokens, *max_tokens, visible, piece);
             }
-            let allowed = match *max_tokens {
-                Some(limit) => content_tokens.take_within(piece, limit),
-                None => {
-                    content_tokens.add(piece);
-                    piece
-                }
-            };
-            if !allowed.is_empty() {
-                sink.content(allowed);
-                *visible = true;
-            }
-            limited = allowed.len() < piece.len();
         });
         if limited {
             self.complete(FinishReason::Length)
@@ -420,18 +408,7 @@ impl<S: Sink> Converter<S> {
             } = self;
             let mut limited = false;
             stop.flush(|piece| {
-                let allowed = match *max_tokens {
-                    Some(limit) => content_tokens.take_within(piece, limit),
-                    None => {
-                        content_tokens.add(piece);
-                        piece
-                    }
-                };
-                if !allowed.is_empty() {
-                    sink.content(allowed);
-                    *visible = true;
-                }
-                limited = allowed.len() < piece.len();
+                limited = emit_limited(sink, content_tokens, *max_tokens, visible, piece);
             });
             if limited {
                 return self.complete(FinishReason::Length);
@@ -476,6 +453,28 @@ impl<S: Sink> Converter<S> {
             estimated: prompt.is_none() || completion.is_none(),
         }
     }
+}
+
+/// Emits answer text within the token limit; true when the limit cut it short.
+fn emit_limited<S: Sink>(
+    sink: &mut S,
+    counter: &mut TokenCounter,
+    max_tokens: Option<u64>,
+    visible: &mut bool,
+    piece: &str,
+) -> bool {
+    let allowed = match max_tokens {
+        Some(limit) => counter.take_within(piece, limit),
+        None => {
+            counter.add(piece);
+            piece
+        }
+    };
+    if !allowed.is_empty() {
+        sink.content(allowed);
+        *visible = true;
+    }
+    allowed.len() < piece.len()
 }
 
 /// Convenience for callers that only know the prompt text.
