@@ -54,7 +54,7 @@ impl ToolCallParser {
             self.inside = false;
             match parse_call(&rest, &self.names) {
                 Some(c) => out.push(Piece::Call(c)),
-                None => push_text(out, rest.trim()),
+                None => push_text(out, strip_tags(&rest).trim()),
             }
         } else if !(self.after_call && rest.trim().is_empty()) {
             push_text(out, &rest);
@@ -80,7 +80,7 @@ impl ToolCallParser {
                         out.push(Piece::Call(c));
                         self.after_call = true;
                     }
-                    None => push_text(out, inner.trim()),
+                    None => push_text(out, strip_tags(&inner).trim()),
                 }
                 continue;
             }
@@ -94,6 +94,12 @@ impl ToolCallParser {
                     self.buf = rest;
                 }
                 self.after_call = false;
+            }
+            // A closing tag before any opening one closes nothing: drop it, it is markup too.
+            let open_at = self.buf.find(OPEN).unwrap_or(self.buf.len());
+            if let Some(stray) = self.buf[..open_at].find(CLOSE) {
+                self.buf.replace_range(stray..stray + CLOSE.len(), "");
+                continue;
             }
             if let Some(pos) = self.buf.find(OPEN) {
                 let before = strip_fence_opener(&self.buf[..pos]).to_string();
@@ -113,6 +119,10 @@ impl ToolCallParser {
     }
 }
 
+fn strip_tags(s: &str) -> String {
+    s.replace(OPEN, "").replace(CLOSE, "")
+}
+
 fn push_text(out: &mut Vec<Piece>, text: &str) {
     if text.is_empty() {
         return;
@@ -128,10 +138,18 @@ fn push_text(out: &mut Vec<Piece>, text: &str) {
 /// may precede one, or trailing whitespace that may separate two calls.
 fn held_suffix(buf: &str) -> usize {
     let b = buf.as_bytes();
-    let mut keep = (1..OPEN.len().min(b.len() + 1))
-        .rev()
-        .find(|&k| OPEN.as_bytes().starts_with(&b[b.len() - k..]))
-        .unwrap_or(0);
+    let partial = |tag: &str| {
+        (1..tag.len().min(b.len() + 1))
+            .rev()
+            .find(|&k| tag.as_bytes().starts_with(&b[b.len() - k..]))
+            .unwrap_or(0)
+    };
+    let mut keep = partial(OPEN).max(partial(CLOSE));
+    // One or two backticks may be the start of a fence.
+    let ticks = b.iter().rev().take_while(|c| **c == b'`').count();
+    if (1..3).contains(&ticks) {
+        keep = keep.max(ticks);
+    }
     if let Some(fence) = buf.rfind("```") {
         let after = &buf[fence + 3..];
         let lang_end = after
@@ -304,6 +322,15 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_fence_split_into_single_characters_is_still_dropped() {
+        let text = "```json\n<tool_call>{\"tool\":\"search\",\"parameters\":{\"q\":1,}}</tool_call>\n```";
+        let chars: Vec<String> = text.chars().map(String::from).collect();
+        let parts: Vec<&str> = chars.iter().map(String::as_str).collect();
+        assert_eq!(run(&parts), run(&[text]));
+        assert_eq!(run(&[text]), vec![call("search", r#"{"q":1}"#)]);
     }
 
     #[test]
