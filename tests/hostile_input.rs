@@ -34,7 +34,11 @@ fn post(body: &[u8], ct: &str) -> Vec<u8> {
 }
 
 async fn still_serving(gw: &Proc) {
-    let r = chat(gw, json!({"model": "qwen3-max", "messages": [{"role": "user", "content": "still there?"}]})).await;
+    let r = chat(
+        gw,
+        json!({"model": "qwen3-max", "messages": [{"role": "user", "content": "still there?"}]}),
+    )
+    .await;
     assert_eq!(r.status(), 200);
 }
 
@@ -49,11 +53,17 @@ async fn malformed_bodies_get_400s() {
     assert_eq!(status, 400, "{text}");
     // Deeply nested JSON where a value is read: refused (the parser's depth limit), no crash.
     let deep = |inner: &str| format!("{}{inner}{}", "[".repeat(100_000), "]".repeat(100_000));
-    let nested = format!(r#"{{"model":"qwen3-max","messages":[{{"role":"user","content":{}}}]}}"#, deep("\"x\""));
+    let nested = format!(
+        r#"{{"model":"qwen3-max","messages":[{{"role":"user","content":{}}}]}}"#,
+        deep("\"x\"")
+    );
     let (status, text) = raw(gw.port, &post(nested.as_bytes(), "application/json"));
     assert_eq!(status, 400, "{}", &text[..text.len().min(300)]);
     // In a field the gateway does not read, it is skipped without recursion: answered.
-    let ignored = format!(r#"{{"model":"qwen3-max","messages":[{{"role":"user","content":"x"}}],"x":{}}}"#, deep(""));
+    let ignored = format!(
+        r#"{{"model":"qwen3-max","messages":[{{"role":"user","content":"x"}}],"x":{}}}"#,
+        deep("")
+    );
     let (status, _) = raw(gw.port, &post(ignored.as_bytes(), "application/json"));
     assert_eq!(status, 200);
     // Wrong types.
@@ -74,7 +84,10 @@ async fn malformed_bodies_get_400s() {
 
 #[tokio::test]
 async fn oversized_and_slow_requests() {
-    let (_sim, gw) = pair(&[("MAX_BODY_BYTES", "100000"), ("CLIENT_BODY_TIMEOUT_MS", "500")]);
+    let (_sim, gw) = pair(&[
+        ("MAX_BODY_BYTES", "100000"),
+        ("CLIENT_BODY_TIMEOUT_MS", "500"),
+    ]);
     // Over the limit, declared up front: 413 without reading it.
     let head = format!("POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {USER_KEY}\r\nContent-Type: application/json\r\nContent-Length: 5000000\r\n\r\n");
     let (status, _) = raw(gw.port, head.as_bytes());
@@ -111,11 +124,17 @@ async fn header_floods_are_refused_and_do_not_hurt_others() {
     }
     flood.push_str("\r\n");
     let (status, _) = raw(gw.port, flood.as_bytes());
-    assert!(status == 0 || status >= 400, "a flood is not served: {status}");
+    assert!(
+        status == 0 || status >= 400,
+        "a flood is not served: {status}"
+    );
     let mut huge = String::from("GET /v1/models HTTP/1.1\r\nHost: t\r\nX-Big: ");
     huge.push_str(&"a".repeat(2 * 1024 * 1024));
     huge.push_str("\r\n\r\n");
     let (status, _) = raw(gw.port, huge.as_bytes());
-    assert!(status == 0 || status >= 400, "an oversized header is not served: {status}");
+    assert!(
+        status == 0 || status >= 400,
+        "an oversized header is not served: {status}"
+    );
     still_serving(&gw).await;
 }

@@ -326,7 +326,8 @@ mod tests {
 
     #[test]
     fn a_fence_split_into_single_characters_is_still_dropped() {
-        let text = "```json\n<tool_call>{\"tool\":\"search\",\"parameters\":{\"q\":1,}}</tool_call>\n```";
+        let text =
+            "```json\n<tool_call>{\"tool\":\"search\",\"parameters\":{\"q\":1,}}</tool_call>\n```";
         let chars: Vec<String> = text.chars().map(String::from).collect();
         let parts: Vec<&str> = chars.iter().map(String::as_str).collect();
         assert_eq!(run(&parts), run(&[text]));
