@@ -310,6 +310,14 @@ impl Stats {
         self.late += o.late;
     }
 
+    /// Adds the failures of a discarded run: a failure is never dropped with it.
+    pub fn keep_failures(&mut self, o: Stats) {
+        self.failed += o.failed;
+        for (k, v) in o.failures {
+            *self.failures.entry(k).or_default() += v;
+        }
+    }
+
     pub fn sort(&mut self) {
         self.ttfb.sort_unstable();
         self.ttft.sort_unstable();

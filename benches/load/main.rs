@@ -40,8 +40,8 @@ impl Opts {
         let quick = args.iter().any(|a| a == "--quick");
         let mut o = Opts {
             quick,
-            duration: if quick { 1.0 } else { 12.0 },
-            rounds: if quick { 1 } else { 3 },
+            duration: if quick { 0.5 } else { 12.0 },
+            rounds: if quick { 1 } else { 5 },
             concurrency: if quick { 16 } else { 64 },
             streams: if quick { 200 } else { 8000 },
             deltas: 12,

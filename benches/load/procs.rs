@@ -137,10 +137,20 @@ pub fn rss_kib(pid: u32) -> u64 {
     status_kib(pid, "VmRSS:")
 }
 
-/// Machine-wide (busy, total) CPU jiffies, to show how loaded the 2 cores were.
-pub fn machine_jiffies() -> (u64, u64) {
+/// Machine-wide CPU time from /proc/stat, in seconds summed over all cores.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Machine {
+    /// Everything but idle and iowait.
+    pub busy: f64,
+    pub total: f64,
+    /// User, nice and system time: what processes ran. Interrupt time is left out because
+    /// loopback TCP does most of its receive work in softirq, which no process is billed for.
+    pub tasks: f64,
+}
+
+pub fn machine() -> Machine {
     let s = read("/proc/stat");
-    let v: Vec<u64> = s
+    let v: Vec<f64> = s
         .lines()
         .next()
         .unwrap_or("")
@@ -148,9 +158,13 @@ pub fn machine_jiffies() -> (u64, u64) {
         .skip(1)
         .filter_map(|x| x.parse().ok())
         .collect();
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    (total - idle, total)
+    let at = |i: usize| v.get(i).copied().unwrap_or(0.0) / clock_ticks();
+    let total: f64 = (0..8).map(at).sum();
+    Machine {
+        busy: total - at(3) - at(4),
+        total,
+        tasks: at(0) + at(1) + at(2),
+    }
 }
 
 /// (soft, hard) open-file limits of this process.
