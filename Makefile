@@ -1,5 +1,5 @@
 # The two commands the README starts with: `make demo` and `make test`.
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench bench-smoke
 
 # Installs what a fresh machine lacks: cmake (Pingora's zlib-ng build) and the Python SDK tests' packages.
 setup:
@@ -22,3 +22,10 @@ lint:
 
 bench:
 	cargo bench --bench convert
+	cargo bench --bench load
+
+# CI keeps the benchmarks compiling and running; it asserts no timings (the load run fails only
+# on failed requests).
+bench-smoke:
+	cargo bench --bench convert -- --quick
+	cargo bench --bench load -- --quick
