@@ -171,7 +171,7 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "\n### Throughput (closed loop, {} connections, {} answer deltas, 0 ms per delta, {:.0} s per target in {} rounds)\n",
+            "\n### Throughput (closed loop, {} connections, {} answer deltas, 0 ms per delta, {} s per target in {} rounds)\n",
             o.concurrency, o.deltas, o.duration, o.rounds
         );
         s.push_str("| target | req/s | TTFB p50 ms | TTFB p99 ms | total p50 ms | total p99 ms | server CPU s/1k req | sim CPU s/1k req | client CPU s/1k req | peak RSS MiB | other load | ok | failed |\n");
