@@ -80,7 +80,12 @@ pub fn build(
     let gw = Gateway::new(settings)?;
     let mut proxy =
         pingora::proxy::http_proxy_service(&server.configuration, QwenProxy::new(gw.clone()));
-    proxy.add_tcp(&gw.settings.listen);
+    // Requests are small and bodies are read in pieces; Pingora's default 64 KiB read buffer
+    // per connection would mostly be idle memory on thousands of open streams.
+    proxy.add_listener(
+        pingora::listeners::ListenerConfig::tcp(gw.settings.listen.clone())
+            .l4_buffer(pingora::listeners::L4BufferSettings::default().read(4096)),
+    );
     server.add_service(proxy);
     if let Some(addr) = &gw.settings.metrics_listen {
         let mut prom = pingora_prometheus::prometheus_http_service();

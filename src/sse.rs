@@ -31,7 +31,7 @@ pub struct SseDecoder {
 impl SseDecoder {
     pub fn new(max_line: usize) -> Self {
         SseDecoder {
-            buf: BytesMut::with_capacity(4096),
+            buf: BytesMut::with_capacity(512),
             scanned: 0,
             data: BytesMut::new(),
             has_data: false,

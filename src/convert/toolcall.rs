@@ -156,7 +156,9 @@ fn held_suffix(buf: &str) -> usize {
             .find(|c: char| !c.is_ascii_alphanumeric())
             .unwrap_or(after.len());
         let tail = after[lang_end..].trim_start();
-        if tail.is_empty() || OPEN.starts_with(tail) {
+        // A partial closing tag counts too: a stray one is dropped once complete, and the
+        // fence may then turn out to open a block.
+        if tail.is_empty() || OPEN.starts_with(tail) || CLOSE.starts_with(tail) {
             keep = keep.max(buf.len() - fence);
         }
     }
@@ -334,6 +336,20 @@ mod tests {
         assert_eq!(run(&[text]), vec![call("search", r#"{"q":1}"#)]);
     }
 
+    /// Found by the fuzzer: a stray closing tag between a fence and a block, split inside it.
+    #[test]
+    fn a_stray_close_tag_after_a_fence_is_split_independent() {
+        for text in [
+            "ok\n```</tool_call>D<tool_call>\nA{\": \"get_weather\",  \"Pa}ll>",
+            "ok\n```json\n</tool_call>\n<tool_call>{\"name\":\"search\"}</tool_call>",
+        ] {
+            let whole = run(&[text]);
+            for (i, _) in text.char_indices() {
+                assert_eq!(run(&[&text[..i], &text[i..]]), whole, "split at {i} of {text:?}");
+            }
+        }
+    }
+
     #[test]
     fn fences_and_odd_keys_and_repairs() {
         assert_eq!(
@@ -388,3 +404,4 @@ mod tests {
         assert_eq!(text, " code: ```rust\nfn main() {}\n```");
     }
 }
+

@@ -42,7 +42,7 @@ impl StreamEncoder {
             head,
             usage_head,
             include_usage,
-            out: BytesMut::with_capacity(4096),
+            out: BytesMut::with_capacity(512),
             role_sent: false,
         }
     }

@@ -141,9 +141,9 @@ impl UpstreamClient {
         let _ = req.insert_header("content-length", body.len().to_string());
         let mut last = None;
         for _ in 0..2 {
-            let (mut session, reused) = self
-                .connector
-                .get_http_session(&self.peer)
+            // Boxed: the connector's future (TLS handshake included) is several KiB, and inline
+            // it would stay reserved in every open stream's future long after connecting.
+            let (mut session, reused) = Box::pin(self.connector.get_http_session(&self.peer))
                 .await
                 .map_err(|e| io_failure(&e, "connecting to the upstream"))?;
             match self.exchange(&mut session, req.clone(), body.clone()).await {
@@ -189,9 +189,13 @@ impl UpstreamClient {
     /// Returns a fully read connection to the pool, or closes one that is not reusable.
     pub async fn release(&self, mut ex: Exchange) {
         if ex.session.response_done() {
-            self.connector
-                .release_http_session(ex.session, &self.peer, Some(Duration::from_secs(60)))
-                .await;
+            // Boxed for the same reason as the connect in `send`.
+            Box::pin(self.connector.release_http_session(
+                ex.session,
+                &self.peer,
+                Some(Duration::from_secs(60)),
+            ))
+            .await;
         } else {
             ex.session.shutdown().await;
         }

@@ -85,14 +85,15 @@ pub async fn run(
             crate::media::MediaKind::Image
         };
         let s = &gw.settings;
-        match crate::media::ingest::ingest(
+        // Boxed so that a stream's future does not reserve room for the upload's states.
+        match Box::pin(crate::media::ingest::ingest(
             &m.source,
             kind,
             &s.media,
             &s.media_cache,
             &gw.upstream,
             &creds,
-        )
+        ))
         .await
         {
             Ok(up) => media.push((m.video, up.file_url)),
@@ -257,29 +258,59 @@ impl Relay<'_> {
                 )),
                 Ok(Err(f)) => Step::Failed(f),
                 Ok(Ok(Some(chunk))) => self.feed(&mut conv, &chunk),
-                Ok(Ok(None)) => {
-                    let mut step = Step::Continue;
-                    self.decoder.finish(|ev| {
-                        if step == Step::Continue {
-                            step = conv.on_event(ev);
-                        }
-                    });
-                    if step == Step::Continue {
-                        step = conv.on_eof();
-                    }
-                    step
-                }
+                Ok(Ok(None)) => self.finish(&mut conv),
             };
             match step {
                 Step::Continue => {
                     if commit(&conv) {
-                        return Pumped::Committed(conv);
+                        // Chunks that already arrived go out in the same write: one syscall and
+                        // one downstream frame per burst instead of per upstream event.
+                        match self.drain_ready(ex, &mut conv) {
+                            Step::Continue => return Pumped::Committed(conv),
+                            Step::Done => return Pumped::Finished(conv),
+                            Step::Failed(f) => return Pumped::Failed(conv, f),
+                        }
                     }
                 }
                 Step::Done => return Pumped::Finished(conv),
                 Step::Failed(f) => return Pumped::Failed(conv, f),
             }
         }
+    }
+
+    /// Converts upstream chunks that can be read without waiting (at most a bounded number,
+    /// so one fast upstream cannot starve the write).
+    fn drain_ready<S: Sink>(&mut self, ex: &mut Exchange, conv: &mut Converter<S>) -> Step {
+        for _ in 0..64 {
+            // Pingora's body reader commits its state before awaiting, so dropping a read that
+            // is not ready loses nothing.
+            let Some(read) = ready_now(ex.read()) else {
+                return Step::Continue;
+            };
+            let step = match read {
+                Err(f) => Step::Failed(f),
+                Ok(Some(chunk)) => self.feed(conv, &chunk),
+                Ok(None) => self.finish(conv),
+            };
+            if step != Step::Continue {
+                return step;
+            }
+        }
+        Step::Continue
+    }
+
+    /// Flushes the decoder at the end of the upstream body.
+    fn finish<S: Sink>(&mut self, conv: &mut Converter<S>) -> Step {
+        let mut step = Step::Continue;
+        self.decoder.finish(|ev| {
+            if step == Step::Continue {
+                step = conv.on_event(ev);
+            }
+        });
+        if step == Step::Continue {
+            step = conv.on_eof();
+        }
+        step
     }
 
     fn feed<S: Sink>(&mut self, conv: &mut Converter<S>, chunk: &[u8]) -> Step {
@@ -413,5 +444,14 @@ impl Relay<'_> {
         } else {
             self.gw.upstream.abort(ex).await;
         }
+    }
+}
+
+/// Polls a future once; `None` when it would have to wait.
+fn ready_now<F: std::future::Future>(fut: F) -> Option<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(fut).poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
     }
 }
