@@ -11,12 +11,6 @@ use serde_json::{json, Value};
 /// A 1x1 PNG.
 const PNG_B64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
 
-fn png() -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD
-        .decode(PNG_B64)
-        .unwrap()
-}
-
 fn fast() -> Vec<(&'static str, &'static str)> {
     vec![
         ("UPLOAD_RETRY_BACKOFF_MS", "10"),
@@ -463,6 +457,18 @@ async fn images_generations_url_b64_and_n() {
     assert_eq!(st, 404);
 }
 
+const BOUNDARY: &str = "gen-test-boundary-42";
+
+async fn send_form(gw: &Proc, path: &str, body: Vec<u8>) -> reqwest::Response {
+    let ct = format!("multipart/form-data; boundary={BOUNDARY}");
+    let req = client().post(gw.url(path)).bearer_auth(USER_KEY);
+    req.header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 fn multipart(boundary: &str, fields: &[(&str, &str)], files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut b = Vec::new();
     for (k, v) in fields {
@@ -489,8 +495,10 @@ fn multipart(boundary: &str, fields: &[(&str, &str)], files: &[(&str, &[u8])]) -
 #[tokio::test]
 async fn images_edits_multipart_and_json() {
     let (sim, gw) = pair(&fast());
-    let boundary = "gen-test-boundary-42";
-    let png = png();
+    let boundary = BOUNDARY;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(PNG_B64)
+        .unwrap();
     let body = multipart(
         boundary,
         &[
@@ -500,17 +508,7 @@ async fn images_edits_multipart_and_json() {
         ],
         &[("image", &png)],
     );
-    let r = client()
-        .post(gw.url("/v1/images/edits"))
-        .bearer_auth(USER_KEY)
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = send_form(&gw, "/v1/images/edits", body).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-qwen-gateway-ignored-fields"], "mask");
     let v: Value = r.json().await.unwrap();
@@ -550,17 +548,7 @@ async fn images_edits_multipart_and_json() {
         "{v}"
     );
     let not_png = multipart(boundary, &[("prompt", "x")], &[("image", b"hello")]);
-    let r = client()
-        .post(gw.url("/v1/images/edits"))
-        .bearer_auth(USER_KEY)
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(not_png)
-        .send()
-        .await
-        .unwrap();
+    let r = send_form(&gw, "/v1/images/edits", not_png).await;
     assert_eq!(r.status(), 400);
 }
 

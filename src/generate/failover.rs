@@ -96,7 +96,7 @@ where
                 return Ok((v, guard));
             }
             Err(AttemptError::Stop(e)) => {
-                tally.error(if e.code.starts_with("media") {
+                tally.error(if e.code.contains("media") {
                     "media"
                 } else {
                     "generation"

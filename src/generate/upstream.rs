@@ -200,6 +200,10 @@ pub async fn image_once(
         // Some failures come as JSON; so might a result, which is then taken as well.
         let body = read_reply(gw, ex).await?;
         scan.feed(&body);
+        if scan.url.is_none() {
+            let f = Failure::new(FailureClass::Transient, "the reply was not an event stream");
+            return Err(f.into());
+        }
     } else {
         let mut decoder = SseDecoder::new(gw.settings.max_sse_line_bytes);
         while !scan.done() {

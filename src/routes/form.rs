@@ -108,6 +108,7 @@ impl Fields {
             Fields::Json(o) => o.keys().cloned().collect(),
             Fields::Form(p) => p.iter().map(|p| p.name.clone()).collect(),
         };
+        names.sort();
         names.dedup();
         names
     }
