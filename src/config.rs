@@ -114,6 +114,9 @@ pub struct Settings {
     pub media_cache: std::sync::Arc<crate::media::cache::UploadCache>,
     /// Longest wait between reads of a client's request body.
     pub client_body_timeout: Duration,
+    /// Video generation: how often the upstream task is polled, and how long it may take.
+    pub video_poll_interval: Duration,
+    pub video_timeout: Duration,
     /// Where Prometheus metrics are served; `None` when `METRICS_LISTEN=off`.
     pub metrics_listen: Option<String>,
     pub file_log: Option<FileLog>,
@@ -420,6 +423,13 @@ impl Settings {
             ));
         }
 
+        let video_timeout_secs: u64 = s.num("VIDEO_TIMEOUT_SECS", 600)?;
+        if video_timeout_secs == 0 {
+            return Err(ConfigError(
+                "VIDEO_TIMEOUT_SECS must be greater than 0".into(),
+            ));
+        }
+
         Ok(Settings {
             listen,
             api_keys,
@@ -462,6 +472,8 @@ impl Settings {
             total_timeout: s.millis("UPSTREAM_TOTAL_TIMEOUT_MS", 600_000)?,
             threads,
             client_body_timeout: s.millis("CLIENT_BODY_TIMEOUT_MS", 60_000)?,
+            video_poll_interval: s.millis("VIDEO_POLL_INTERVAL_MS", 5_000)?,
+            video_timeout: Duration::from_secs(video_timeout_secs),
             media,
             media_cache: std::sync::Arc::new(media_cache),
             metrics_listen: match s.get("METRICS_LISTEN") {
@@ -508,6 +520,8 @@ mod tests {
         assert_eq!(s.qwen_base_url, "https://chat.qwen.ai");
         assert!(s.server_mode);
         assert_eq!(s.reasoning_output, ReasoningOutput::Field);
+        assert_eq!(s.video_poll_interval, Duration::from_secs(5));
+        assert_eq!(s.video_timeout, Duration::from_secs(600));
     }
 
     #[test]
@@ -538,6 +552,8 @@ mod tests {
             ("ACCOUNTS", "nopassword"),
             ("POOL_STRATEGY", "random"),
             ("CHAT_CLEANUP", "sometimes"),
+            ("VIDEO_POLL_INTERVAL_MS", "0"),
+            ("VIDEO_TIMEOUT_SECS", "0"),
         ] {
             let e = load(&[(k, v)]).unwrap_err();
             assert!(e.0.contains(k), "{e}");

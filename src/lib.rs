@@ -16,6 +16,7 @@ pub mod config;
 pub mod context;
 pub mod convert;
 pub mod gateway;
+pub mod generate;
 pub mod logging;
 pub mod media;
 pub mod metrics;

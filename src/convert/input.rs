@@ -89,6 +89,10 @@ pub struct ChatInput {
     pub max_tokens: Option<u64>,
     pub stream: bool,
     pub include_usage: bool,
+    /// The request's own `chat_type` (`t2i` selects image generation without a suffix).
+    pub chat_type: Option<String>,
+    /// Image or video `size`: a ratio or OpenAI pixel size.
+    pub size: Option<String>,
 }
 
 impl ChatInput {
@@ -104,6 +108,8 @@ impl ChatInput {
             max_tokens: None,
             stream: false,
             include_usage: false,
+            chat_type: None,
+            size: None,
         }
     }
 }

@@ -22,6 +22,9 @@ pub struct ChatRequest {
     pub tools: Option<Vec<Tool>>,
     pub tool_choice: Option<serde_json::Value>,
     pub parallel_tool_calls: Option<bool>,
+    /// Generation selectors (`t2i`, ...) and the image or video size.
+    pub chat_type: Option<String>,
+    pub size: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -286,6 +289,8 @@ impl ChatRequest {
         input.stop = self.stop_sequences();
         input.max_tokens = self.token_limit();
         input.parallel_calls = self.parallel_tool_calls.unwrap_or(true);
+        input.chat_type = self.chat_type.clone();
+        input.size = self.size.clone();
         for (i, t) in self.tools.as_deref().unwrap_or_default().iter().enumerate() {
             if t.kind.as_deref().is_some_and(|k| k != "function") {
                 return Err(ApiError::invalid_param(

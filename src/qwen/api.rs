@@ -245,3 +245,14 @@ pub async fn post_json(
     headers::apply(&mut req, &client.base, creds, "application/json");
     json_call(client, req, Bytes::from(body.to_string()), SMALL_BODY).await
 }
+
+/// A GET on the web host with the account's token (chat detail, video task status).
+pub async fn get_json(
+    client: &UpstreamClient,
+    creds: &Credentials<'_>,
+    path: &str,
+) -> Result<Bytes, Failure> {
+    let mut req = client.request("GET", path);
+    headers::apply(&mut req, &client.base, creds, "application/json");
+    json_call(client, req, Bytes::new(), SMALL_BODY).await
+}

@@ -2,6 +2,8 @@
 
 use serde_json::{json, Value};
 
+use crate::convert::model::GenKind;
+
 #[derive(Debug, Clone)]
 pub struct ModelInfo {
     pub id: String,
@@ -9,6 +11,10 @@ pub struct ModelInfo {
     pub thinking: bool,
     pub search: bool,
     pub vision: bool,
+    /// The `chat_type` list names `t2i`, `image_edit`, `t2v` (protocol §3.2, §13).
+    pub t2i: bool,
+    pub image_edit: bool,
+    pub t2v: bool,
     pub raw: Value,
 }
 
@@ -51,6 +57,9 @@ pub fn parse(raw: &Value) -> Option<ModelInfo> {
         thinking: ability(&meta, "thinking"),
         search: chat_types.contains(&"search"),
         vision: ability(&meta, "vision"),
+        t2i: chat_types.contains(&"t2i"),
+        image_edit: chat_types.contains(&"image_edit"),
+        t2v: chat_types.contains(&"t2v"),
         id,
         name,
         raw: raw.clone(),
@@ -73,7 +82,20 @@ impl ModelInfo {
         if self.thinking && self.search {
             v.push(format!("{}-thinking-search", self.id));
         }
+        for kind in [GenKind::Image, GenKind::ImageEdit, GenKind::Video] {
+            if self.generates(kind) {
+                v.push(format!("{}{}", self.id, kind.suffix()));
+            }
+        }
         v
+    }
+
+    pub fn generates(&self, kind: GenKind) -> bool {
+        match kind {
+            GenKind::Image => self.t2i,
+            GenKind::ImageEdit => self.image_edit,
+            GenKind::Video => self.t2v,
+        }
     }
 
     /// Whether a parsed request (suffix flags) is something this model can do.
@@ -140,6 +162,12 @@ mod tests {
         assert_eq!(a.variants(true), vec!["qwen3-max"]);
         let b = parse(&model("coder", 2, &["t2t"])).unwrap();
         assert_eq!(b.variants(false), vec!["coder"]);
+        let g = parse(&model("wan", 2, &["t2t", "t2i", "image_edit", "t2v"])).unwrap();
+        assert_eq!(
+            g.variants(false),
+            vec!["wan", "wan-image", "wan-image_edit", "wan-video"]
+        );
+        assert!(g.generates(GenKind::Video) && !a.generates(GenKind::Image));
         assert!(!b.allows(true, false));
         assert!(a.allows(true, true));
     }

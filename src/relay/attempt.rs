@@ -211,7 +211,7 @@ async fn check_reply(gw: &Gateway, mut ex: Exchange) -> Result<Exchange, Failure
 }
 
 /// Resolves when the downstream client closes its connection.
-async fn client_gone(session: &mut Session) {
+pub(crate) async fn client_gone(session: &mut Session) {
     loop {
         match session.downstream_session.read_body_or_idle(true).await {
             Ok(Some(_)) => continue,

@@ -21,6 +21,7 @@ use crate::openai::error::ApiError;
 use crate::pool::{Identity, InFlight, Unavailable};
 use crate::respond;
 
+pub(crate) use attempt::client_gone;
 pub use attempt::Outcome;
 
 pub async fn run(
@@ -131,32 +132,39 @@ pub async fn run(
             }
         }
     }
-    let err = match (last, unavailable) {
-        (Some(f), _) => f.to_api_error(),
-        (None, Some(Unavailable::AllDown(wait))) => ApiError::new(
+    let err = match last {
+        Some(f) => f.to_api_error(),
+        None => no_identity_error(unavailable),
+    };
+    ctx.status = err.status;
+    // A client that already left cannot be told; the access log still records the status.
+    let _ = respond::error_as(session, render.dialect, &err, &ctx.request_id).await;
+    Ok(())
+}
+
+/// The error when no identity could be tried (or none was left to try) and nothing failed.
+pub fn no_identity_error(unavailable: Option<Unavailable>) -> ApiError {
+    match unavailable {
+        Some(Unavailable::AllDown(wait)) => ApiError::new(
             503,
             "upstream_error",
             "all_identities_down",
             "Every upstream account is resting after failures or rate limits; retry later.",
         )
         .with_retry_after(wait.as_secs() + 1),
-        (None, Some(Unavailable::AllBusy)) => ApiError::new(
+        Some(Unavailable::AllBusy) => ApiError::new(
             503,
             "upstream_error",
             "all_identities_busy",
             "Every upstream account is at its concurrency limit; retry shortly.",
         )
         .with_retry_after(1),
-        (None, _) => ApiError::new(
+        _ => ApiError::new(
             503,
             "upstream_error",
             "no_upstream_identity",
             "No upstream account is ready to serve this request.",
         )
         .with_retry_after(5),
-    };
-    ctx.status = err.status;
-    // A client that already left cannot be told; the access log still records the status.
-    let _ = respond::error_as(session, render.dialect, &err, &ctx.request_id).await;
-    Ok(())
+    }
 }

@@ -58,7 +58,10 @@ pub async fn handle(
 }
 
 /// Client mode brings its own account for this request only.
-async fn client_identity(gw: &Gateway, creds: ClientCredentials) -> Result<Identity, ApiError> {
+pub(crate) async fn client_identity(
+    gw: &Gateway,
+    creds: ClientCredentials,
+) -> Result<Identity, ApiError> {
     let token = match (creds.token, &creds.cookie) {
         (Some(t), _) => t,
         (None, Some(cookie)) => crate::qwen::api::token_from_cookie(&gw.upstream, cookie)
@@ -88,6 +91,10 @@ pub async fn serve(
     input: ChatInput,
     render: Render,
 ) -> Result<(), ApiError> {
+    if let Some(kind) = crate::generate::prompt::requested_kind(&input)? {
+        let (creds, r) = (client_creds, render);
+        return crate::generate::chat::serve(gw, session, ctx, creds, input, r, kind).await;
+    }
     let mut plan = translate(&input, gw.settings.thinking_format)?;
     ctx.model = Some(plan.requested_model.clone());
     if gw.settings.debug_mode {

@@ -3,10 +3,13 @@
 
 pub mod admin;
 pub mod chat;
+pub mod form;
 pub mod health;
+pub mod images;
 pub mod messages;
 pub mod models;
 pub mod responses;
+pub mod videos;
 
 use pingora::proxy::Session;
 
@@ -60,6 +63,18 @@ pub async fn handle(
             ctx.route = "responses";
             responses::handle(gw, session, ctx).await
         }
+        ("POST", "/v1/images/generations") => {
+            ctx.route = "images_generations";
+            images::generations(gw, session, ctx).await
+        }
+        ("POST", "/v1/images/edits") => {
+            ctx.route = "images_edits";
+            images::edits(gw, session, ctx).await
+        }
+        ("POST", "/v1/videos") => {
+            ctx.route = "videos";
+            videos::create(gw, session, ctx).await
+        }
         ("POST", "/cli/v1/chat/completions") => {
             ctx.route = "coder";
             crate::coder::completions(gw, session, ctx).await
@@ -95,6 +110,9 @@ pub async fn handle(
             "/v1/chat/completions"
             | "/v1/messages"
             | "/v1/responses"
+            | "/v1/images/generations"
+            | "/v1/images/edits"
+            | "/v1/videos"
             | "/v1/models"
             | "/models"
             | "/health",
