@@ -80,11 +80,11 @@ pub fn build(
     let gw = Gateway::new(settings)?;
     let mut proxy =
         pingora::proxy::http_proxy_service(&server.configuration, QwenProxy::new(gw.clone()));
-    // Requests are small and bodies are read in pieces; Pingora's default 64 KiB read buffer
-    // per connection would mostly be idle memory on thousands of open streams.
+    // No L4 read buffer: Pingora reads headers and bodies into buffers of its own anyway, and a
+    // zeroed buffer per connection (64 KiB by default) is memory every open stream pays for.
     proxy.add_listener(
         pingora::listeners::ListenerConfig::tcp(gw.settings.listen.clone())
-            .l4_buffer(pingora::listeners::L4BufferSettings::default().read(4096)),
+            .l4_buffer(pingora::listeners::L4BufferSettings::default().read(0)),
     );
     server.add_service(proxy);
     if let Some(addr) = &gw.settings.metrics_listen {

@@ -5,7 +5,7 @@
 //! been seen to deviate from its own canonical `data: {json}\n\n` framing. Lines are cut at byte
 //! level, which is UTF-8 safe: a line terminator never occurs inside a multi-byte sequence.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 /// Why decoding stopped accepting input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,12 +16,16 @@ pub enum SseError {
 }
 
 /// Incremental decoder: feed arbitrary byte chunks, take complete event payloads.
+///
+/// Complete lines are decoded straight from the chunk they arrive in, and an event made of one
+/// `data:` line that ends in the same chunk (the upstream's usual framing) is handed over as a
+/// slice of that chunk: only a line cut by a chunk boundary or a multi-line event is copied.
 #[derive(Debug)]
 pub struct SseDecoder {
-    buf: BytesMut,
-    /// Scan position inside `buf` that is known to hold no line terminator.
-    scanned: usize,
-    data: BytesMut,
+    /// The start of a line whose terminator has not arrived yet.
+    partial: Vec<u8>,
+    /// Data of an event that spans chunks or lines.
+    data: Vec<u8>,
     has_data: bool,
     max_line: usize,
     /// A CR ended the previous line; an LF at the start of the next chunk belongs to it.
@@ -31,88 +35,126 @@ pub struct SseDecoder {
 impl SseDecoder {
     pub fn new(max_line: usize) -> Self {
         SseDecoder {
-            buf: BytesMut::with_capacity(512),
-            scanned: 0,
-            data: BytesMut::new(),
+            partial: Vec::new(),
+            data: Vec::new(),
             has_data: false,
             max_line,
             skip_lf: false,
         }
     }
 
-    /// Appends `chunk` and calls `on_event` with the data of every event completed by it.
-    pub fn feed(&mut self, chunk: &[u8], mut on_event: impl FnMut(&[u8])) -> Result<(), SseError> {
-        self.buf.extend_from_slice(chunk);
-        loop {
-            if self.skip_lf && !self.buf.is_empty() {
-                if self.buf[0] == b'\n' {
-                    let _ = self.buf.split_to(1);
-                }
-                self.skip_lf = false;
-            }
-            let hay = &self.buf[self.scanned..];
-            let Some(rel) = memchr::memchr2(b'\n', b'\r', hay) else {
-                self.scanned = self.buf.len();
-                if self.buf.len() > self.max_line {
-                    return Err(SseError::LineTooLong {
-                        limit: self.max_line,
-                    });
-                }
-                return Ok(());
+    /// Takes `chunk` and calls `on_event` with the data of every event completed by it.
+    pub fn feed(
+        &mut self,
+        mut chunk: &[u8],
+        mut on_event: impl FnMut(&[u8]),
+    ) -> Result<(), SseError> {
+        self.skip_leading_lf(&mut chunk);
+        if !self.partial.is_empty() {
+            let Some(i) = memchr::memchr2(b'\n', b'\r', chunk) else {
+                self.partial.extend_from_slice(chunk);
+                return self.check_partial();
             };
-            let end = self.scanned + rel;
-            let term = self.buf[end];
-            let line = self.buf.split_to(end + 1);
-            self.scanned = 0;
-            let line = &line[..end];
-            if term == b'\r' {
-                if self.buf.first() == Some(&b'\n') {
-                    let _ = self.buf.split_to(1);
-                } else if self.buf.is_empty() {
-                    self.skip_lf = true;
-                }
-            }
-            if line.len() > self.max_line {
-                return Err(SseError::LineTooLong {
-                    limit: self.max_line,
-                });
-            }
-            self.line(line, &mut on_event);
+            let mut line = std::mem::take(&mut self.partial);
+            line.extend_from_slice(&chunk[..=i]);
+            chunk = &chunk[i + 1..];
+            let done = self.lines(&line, &mut on_event);
+            line.clear();
+            self.partial = line;
+            done?;
+            self.skip_leading_lf(&mut chunk);
         }
+        let used = self.lines(chunk, &mut on_event)?;
+        self.partial.extend_from_slice(&chunk[used..]);
+        self.check_partial()
     }
 
     /// Ends the stream: an event whose terminating blank line never came is still delivered,
     /// as the spec's "dispatch at EOF" leniency that upstream truncation makes useful.
     pub fn finish(&mut self, mut on_event: impl FnMut(&[u8])) {
-        if !self.buf.is_empty() {
-            let rest = self.buf.split();
-            self.line(&rest, &mut on_event);
+        if !self.partial.is_empty() {
+            let rest = std::mem::take(&mut self.partial);
+            if let Some(value) = data_value(&rest) {
+                self.append_data(value);
+            }
         }
         self.dispatch(&mut on_event);
     }
 
-    fn line(&mut self, line: &[u8], on_event: &mut impl FnMut(&[u8])) {
-        if line.is_empty() {
-            self.dispatch(on_event);
-            return;
-        }
-        if line[0] == b':' {
-            return;
-        }
-        let (field, value) = match memchr::memchr(b':', line) {
-            Some(i) => {
-                let v = &line[i + 1..];
-                (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
+    fn skip_leading_lf(&mut self, chunk: &mut &[u8]) {
+        if self.skip_lf && !chunk.is_empty() {
+            if chunk[0] == b'\n' {
+                *chunk = &chunk[1..];
             }
-            None => (line, &b""[..]),
-        };
-        if field == b"data" {
+            self.skip_lf = false;
+        }
+    }
+
+    fn check_partial(&self) -> Result<(), SseError> {
+        if self.partial.len() > self.max_line {
+            return Err(SseError::LineTooLong {
+                limit: self.max_line,
+            });
+        }
+        Ok(())
+    }
+
+    /// Decodes the complete lines of `s`; returns how many bytes they took.
+    fn lines(&mut self, s: &[u8], on_event: &mut impl FnMut(&[u8])) -> Result<usize, SseError> {
+        let mut pos = 0;
+        // A lone data line not yet copied: dispatched in place if its blank line is in `s`.
+        let mut single: Option<std::ops::Range<usize>> = None;
+        let result = loop {
+            let Some(rel) = memchr::memchr2(b'\n', b'\r', &s[pos..]) else {
+                break Ok(pos);
+            };
+            let end = pos + rel;
+            let line = pos..end;
+            pos = end + 1;
+            if s[end] == b'\r' {
+                match s.get(pos) {
+                    Some(b'\n') => pos += 1,
+                    Some(_) => {}
+                    None => self.skip_lf = true,
+                }
+            }
+            if line.len() > self.max_line {
+                break Err(SseError::LineTooLong {
+                    limit: self.max_line,
+                });
+            }
+            if line.is_empty() {
+                match single.take() {
+                    Some(r) => on_event(&s[r]),
+                    None => self.dispatch(on_event),
+                }
+                continue;
+            }
+            let Some(value) = data_value(&s[line.clone()]) else {
+                continue;
+            };
+            if let Some(r) = single.take() {
+                self.append_data(&s[r]);
+            }
             if self.has_data {
-                self.data.put_u8(b'\n');
+                self.append_data(value);
+            } else {
+                let offset = value.as_ptr() as usize - s.as_ptr() as usize;
+                single = Some(offset..offset + value.len());
             }
-            self.data.extend_from_slice(value);
-            self.has_data = true;
+        };
+        if let Some(r) = single {
+            self.append_data(&s[r]);
         }
+        result
+    }
+
+    fn append_data(&mut self, value: &[u8]) {
+        if self.has_data {
+            self.data.push(b'\n');
+        }
+        self.data.extend_from_slice(value);
+        self.has_data = true;
     }
 
     fn dispatch(&mut self, on_event: &mut impl FnMut(&[u8])) {
@@ -122,6 +164,21 @@ impl SseDecoder {
             self.has_data = false;
         }
     }
+}
+
+/// The value of a `data` field line; `None` for comments and other fields.
+fn data_value(line: &[u8]) -> Option<&[u8]> {
+    if line.first() == Some(&b':') {
+        return None;
+    }
+    let (field, value) = match memchr::memchr(b':', line) {
+        Some(i) => {
+            let v = &line[i + 1..];
+            (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
+        }
+        None => (line, &b""[..]),
+    };
+    (field == b"data").then_some(value)
 }
 
 /// Appends one `data:` event. `json` must not contain line breaks (serde_json never emits them).

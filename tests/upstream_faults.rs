@@ -59,7 +59,11 @@ async fn failures_before_any_answer_get_truthful_statuses() {
     // already committed its 200 and ends with an error event; unstreamed, it is a 502.
     let r = chat(&gw, body("[[sim:disconnect_after_thinking]]", false)).await;
     assert_eq!(r.status(), 502);
-    let r = chat(&gw, body("[[sim:disconnect_after_thinking]]", true)).await;
+    let r = chat(
+        &gw,
+        body("[[sim:disconnect_after_thinking]] [[sim:delay=30]]", true),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let events = sse_events(&r.text().await.unwrap());
     let (content, reasoning, _) = stream_text(&events[..events.len() - 2]);
@@ -95,7 +99,13 @@ async fn chats_new_failures_are_upstream_errors() {
 #[tokio::test]
 async fn failures_after_the_answer_started_end_the_stream_with_an_error_event() {
     let (sim, gw) = pair(NO_REST);
-    let r = chat(&gw, body("[[sim:midstream_quota=3]]", true)).await;
+    // Paced, so that the fault arrives after the first output was sent: events that are
+    // already buffered when the first output is ready are converted before anything is sent.
+    let r = chat(
+        &gw,
+        body("[[sim:midstream_quota=3]] [[sim:delay=30]]", true),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let events = sse_events(&r.text().await.unwrap());
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
@@ -108,7 +118,7 @@ async fn failures_after_the_answer_started_end_the_stream_with_an_error_event() 
     let r = chat(&gw, body("[[sim:midstream_quota=3]]", false)).await;
     assert_eq!(r.status(), 429);
 
-    let r = chat(&gw, body("[[sim:disconnect=3]]", true)).await;
+    let r = chat(&gw, body("[[sim:disconnect=3]] [[sim:delay=30]]", true)).await;
     let text = r.text().await.unwrap();
     let events = sse_events(&text);
     assert!(events.len() >= 2, "{text}");

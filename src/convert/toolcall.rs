@@ -345,7 +345,11 @@ mod tests {
         ] {
             let whole = run(&[text]);
             for (i, _) in text.char_indices() {
-                assert_eq!(run(&[&text[..i], &text[i..]]), whole, "split at {i} of {text:?}");
+                assert_eq!(
+                    run(&[&text[..i], &text[i..]]),
+                    whole,
+                    "split at {i} of {text:?}"
+                );
             }
         }
     }
@@ -404,4 +408,3 @@ mod tests {
         assert_eq!(text, " code: ```rust\nfn main() {}\n```");
     }
 }
-
