@@ -114,6 +114,9 @@ pub struct Settings {
     pub media_cache: std::sync::Arc<crate::media::cache::UploadCache>,
     /// Longest wait between reads of a client's request body.
     pub client_body_timeout: Duration,
+    /// How long a kept-alive client connection may idle, and the longest wait between reads of
+    /// every later request's header on it.
+    pub client_keepalive_secs: u64,
     /// Video generation: how often the upstream task is polled, and how long it may take.
     pub video_poll_interval: Duration,
     pub video_timeout: Duration,
@@ -472,6 +475,14 @@ impl Settings {
             total_timeout: s.millis("UPSTREAM_TOTAL_TIMEOUT_MS", 600_000)?,
             threads,
             client_body_timeout: s.millis("CLIENT_BODY_TIMEOUT_MS", 60_000)?,
+            client_keepalive_secs: match s.num("CLIENT_KEEPALIVE_SECS", 60u64)? {
+                0 => {
+                    return Err(ConfigError(
+                        "CLIENT_KEEPALIVE_SECS must be greater than 0".into(),
+                    ))
+                }
+                n => n,
+            },
             video_poll_interval: s.millis("VIDEO_POLL_INTERVAL_MS", 5_000)?,
             video_timeout: Duration::from_secs(video_timeout_secs),
             media,

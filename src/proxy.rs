@@ -37,6 +37,11 @@ impl ProxyHttp for QwenProxy {
         session
             .downstream_session
             .set_read_timeout(Some(self.gw.settings.client_body_timeout));
+        // Bounds the idle time before the next request and each read of its header; the first
+        // request's header reads are bounded by Pingora's fixed 60 s.
+        session
+            .downstream_session
+            .set_keepalive(Some(self.gw.settings.client_keepalive_secs));
         Ok(())
     }
 

@@ -116,6 +116,34 @@ async fn oversized_and_slow_requests() {
 }
 
 #[tokio::test]
+async fn idle_and_slow_header_keepalive_connections_are_closed() {
+    let (_sim, gw) = pair(&[("CLIENT_KEEPALIVE_SECS", "1")]);
+    let get =
+        format!("GET /v1/models HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {USER_KEY}\r\n\r\n");
+    for stall in [&b""[..], b"GET /v1/models HTTP/1.1\r\nHost:"] {
+        let s = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut w = s.try_clone().unwrap();
+        w.write_all(get.as_bytes()).unwrap();
+        let mut r = BufReader::new(s);
+        let (status, _, _) = read_response(&mut r);
+        assert_eq!(status, 200);
+        // Then idle, or start a header and stall: the gateway closes within the limit.
+        w.write_all(stall).unwrap();
+        let started = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let n = r.read_to_end(&mut rest).unwrap_or(0);
+        let waited = started.elapsed();
+        assert_eq!(n, 0, "nothing is sent on a stalled connection");
+        assert!(
+            waited >= Duration::from_millis(800) && waited < Duration::from_secs(5),
+            "closed after {waited:?}"
+        );
+    }
+    still_serving(&gw).await;
+}
+
+#[tokio::test]
 async fn header_floods_are_refused_and_do_not_hurt_others() {
     let (_sim, gw) = pair(&[]);
     let mut flood = String::from("GET /v1/models HTTP/1.1\r\nHost: t\r\n");
