@@ -1,5 +1,6 @@
 //! The shared state every request reads: settings, identities, the upstream client, the model
-//! catalog and the chat cleaner. Built once at start; shared behind an `Arc`.
+//! catalog, the chat cleaner, and the operational state changed through the admin API (keys,
+//! runtime settings, limits, usage). Built once at start; shared behind an `Arc`.
 
 use std::sync::Arc;
 
@@ -8,9 +9,13 @@ use crate::config::Settings;
 use crate::pool::cleanup::ChatCleaner;
 use crate::pool::{Identity, IdentityPool, Source};
 use crate::qwen::client::{BaseUrl, Timeouts, UpstreamClient};
+use crate::store::{Credential, IdentityRecord, State};
 
 pub struct Gateway {
+    /// The configuration as loaded at start. Settings that can change at runtime are read
+    /// through [`Gateway::runtime`] instead.
     pub settings: Settings,
+    pub state: State,
     pub pool: IdentityPool,
     pub upstream: UpstreamClient,
     pub catalog: ModelCatalog,
@@ -57,8 +62,69 @@ pub fn identities(settings: &Settings) -> Vec<Identity> {
     out
 }
 
+/// An identity for a saved record, with pool id `id`.
+pub fn identity_from_record(id: usize, rec: &IdentityRecord) -> Identity {
+    let (token, source) = match &rec.credential {
+        Credential::Cookie { cookie } => (
+            crate::qwen::jwt::token_from_cookie(cookie).map(str::to_string),
+            Source::Cookie(cookie.clone()),
+        ),
+        Credential::Account { email, password } => (
+            None,
+            Source::Account {
+                email: email.clone(),
+                password: password.clone(),
+            },
+        ),
+    };
+    let mut ident = Identity::new(id, token, source);
+    ident.uid = Some(rec.uid.clone());
+    ident
+        .disabled
+        .store(rec.disabled, std::sync::atomic::Ordering::Relaxed);
+    ident
+}
+
+/// The configured identities with the saved changes applied: configured ones disabled or
+/// removed through the admin API, then the ones added through it (a saved identity that is
+/// also configured is left to the configuration).
+pub fn merged_identities(settings: &Settings, state: &State) -> Vec<Identity> {
+    let mut out: Vec<Identity> = Vec::new();
+    let mut next = 0;
+    for mut ident in identities(settings) {
+        next = next.max(ident.id + 1);
+        let o = state.configured_override(&ident.fingerprint);
+        if o.removed {
+            log::info!("{}: removed through the admin API; not used", ident.label);
+            continue;
+        }
+        if o.disabled {
+            *ident.disabled.get_mut() = true;
+        }
+        out.push(ident);
+    }
+    if !settings.server_mode {
+        return out;
+    }
+    for rec in state.identity_records() {
+        let ident = identity_from_record(next, &rec);
+        if out.iter().any(|i| i.fingerprint == ident.fingerprint) {
+            continue;
+        }
+        next += 1;
+        out.push(ident);
+    }
+    out
+}
+
 impl Gateway {
+    /// The runtime settings in force now (see `store::settings`).
+    pub fn runtime(&self) -> Arc<crate::store::settings::Runtime> {
+        self.state.runtime()
+    }
+
     pub fn new(settings: Settings) -> Result<Arc<Gateway>, String> {
+        let state = State::open(&settings).map_err(|e| e.to_string())?;
         let base = BaseUrl::parse(&settings.qwen_base_url)?;
         let upstream = UpstreamClient::new(
             base,
@@ -70,9 +136,9 @@ impl Gateway {
             256,
         )?;
         let pool = IdentityPool::new(
-            identities(&settings),
+            merged_identities(&settings, &state),
             settings.pool_strategy,
-            settings.max_in_flight_per_identity,
+            state.runtime().max_in_flight_per_identity,
             settings.breaker,
         );
         Ok(Arc::new(Gateway {
@@ -82,6 +148,7 @@ impl Gateway {
             pool,
             upstream,
             settings,
+            state,
             started: std::time::Instant::now(),
         }))
     }

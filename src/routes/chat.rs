@@ -27,6 +27,7 @@ pub async fn read_json(
 ) -> Result<(Option<ClientCredentials>, Bytes), ApiError> {
     let (caller, client_creds) = super::authenticate(gw, session)?;
     ctx.caller = caller.name();
+    super::admit(gw, ctx, &caller)?;
     let ct = session
         .req_header()
         .headers
@@ -88,7 +89,7 @@ pub async fn serve(
     input: ChatInput,
     render: Render,
 ) -> Result<(), ApiError> {
-    let mut plan = translate(&input, gw.settings.thinking_format)?;
+    let mut plan = translate(&input, gw.runtime().thinking_format)?;
     ctx.model = Some(plan.requested_model.clone());
     if gw.settings.debug_mode {
         // The seed logs the user's question in debug mode; truncated, and never credentials.
