@@ -153,3 +153,107 @@ impl Gateway {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::store::limits::MemoryLimiter;
+    use crate::store::{Backend, ConfiguredOverride, Document, StoreError};
+
+    /// A backend holding a document in memory, to test the merge at start.
+    struct Fixed(Mutex<Option<Document>>);
+
+    impl Backend for Fixed {
+        fn name(&self) -> &'static str {
+            "fixed"
+        }
+        fn load(&self) -> Result<Option<Document>, StoreError> {
+            Ok(self.0.lock().unwrap().clone())
+        }
+        fn save(&self, doc: &Document) -> Result<(), StoreError> {
+            *self.0.lock().unwrap() = Some(doc.clone());
+            Ok(())
+        }
+    }
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::load(&HashMap::new(), &move |k| env.get(k).cloned()).unwrap()
+    }
+
+    #[test]
+    fn saved_data_merges_with_the_configuration() {
+        let s = settings(&[
+            ("API_KEY", "sk-admin-00000000000,sk-user-000000000000"),
+            ("COOKIE", "a=1|||b=2|||c=3"),
+            ("OUTPUT_THINK", "true"),
+        ]);
+        let configured = identities(&s);
+        let mut doc = Document::default();
+        doc.configured_identities.insert(
+            configured[0].fingerprint.clone(),
+            ConfiguredOverride {
+                disabled: false,
+                removed: true,
+            },
+        );
+        doc.configured_identities.insert(
+            configured[1].fingerprint.clone(),
+            ConfiguredOverride {
+                disabled: true,
+                removed: false,
+            },
+        );
+        let rec = |uid: &str, cookie: &str| IdentityRecord {
+            uid: uid.into(),
+            credential: Credential::Cookie {
+                cookie: cookie.into(),
+            },
+            disabled: false,
+            added_at: 1,
+        };
+        // "c=3" is configured too: the configuration wins, no duplicate.
+        doc.identities = vec![rec("id-1", "d=4"), rec("id-2", "c=3")];
+        doc.settings
+            .insert("think_output".into(), serde_json::json!("hidden"));
+        let state = State::with_backend(
+            &s,
+            Box::new(Fixed(Mutex::new(Some(doc)))),
+            Box::<MemoryLimiter>::default(),
+        )
+        .unwrap();
+        let ids = merged_identities(&s, &state);
+        let labels: Vec<&str> = ids.iter().map(|i| i.label.as_str()).collect();
+        assert_eq!(labels, ["cookie-2", "cookie-3", "cookie-4"]);
+        assert!(ids[0].is_disabled() && !ids[1].is_disabled());
+        assert_eq!(ids[2].uid.as_deref(), Some("id-1"));
+        assert_eq!(
+            state.runtime().reasoning_output,
+            crate::config::ReasoningOutput::Hidden
+        );
+        assert_eq!(
+            state.base().reasoning_output,
+            crate::config::ReasoningOutput::Field
+        );
+        assert!(state.keys.has_admin());
+
+        // An invalid saved setting is an error naming where it came from.
+        let mut bad = Document::default();
+        bad.settings
+            .insert("upstream_retries".into(), serde_json::json!("many"));
+        let e = State::with_backend(
+            &s,
+            Box::new(Fixed(Mutex::new(Some(bad)))),
+            Box::<MemoryLimiter>::default(),
+        )
+        .err()
+        .unwrap();
+        assert!(e.0.contains("DATA_SAVE_MODE=fixed") && e.0.contains("upstream_retries"));
+    }
+}

@@ -838,6 +838,13 @@ fn invalid_data_settings_stop_the_gateway_with_exit_2() {
         assert_eq!(code, Some(2), "{err}");
         assert!(err.contains("DATA_SAVE_MODE"), "{err}");
     }
+    // A data file that cannot be written is found at start.
+    let (code, err) = run_to_exit(&[
+        ("DATA_SAVE_MODE", "file"),
+        ("DATA_FILE", "/proc/qwen-gateway-cannot-write/data.json"),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("DATA_FILE"), "{err}");
     let (code, err) = run_to_exit(&[("KEY_RPM_LIMIT", "lots")]);
     assert_eq!(code, Some(2));
     assert!(err.contains("KEY_RPM_LIMIT"), "{err}");

@@ -245,6 +245,20 @@ impl IdentityPool {
         identity
     }
 
+    /// Adds an identity unless one with the same fingerprint is there (checked under the same
+    /// lock, so two concurrent adds of one account cannot both succeed).
+    pub fn add_unique(&self, identity: Identity) -> Result<Arc<Identity>, Arc<Identity>> {
+        let identity = Arc::new(identity);
+        let mut guard = self.identities.write().expect("pool lock");
+        if let Some(existing) = guard.iter().find(|i| i.fingerprint == identity.fingerprint) {
+            return Err(existing.clone());
+        }
+        let mut list = (**guard).clone();
+        list.push(identity.clone());
+        *guard = Arc::new(list);
+        Ok(identity)
+    }
+
     /// Puts a removed identity back (undoing a removal that could not be saved).
     pub fn restore(&self, identity: Arc<Identity>) {
         let mut guard = self.identities.write().expect("pool lock");

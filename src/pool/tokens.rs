@@ -176,12 +176,20 @@ impl BackgroundService for TokenService {
                 _ = shutdown.changed() => return,
             }
             let now = now_ms();
-            let mut states = [0i64; 3];
+            let mut states = [0i64; 4];
             let instant = std::time::Instant::now();
             for id in self.gw.pool.all().iter() {
-                states[self.gw.pool.state(id, instant) as usize] += 1;
+                let i = if id.is_disabled() {
+                    3
+                } else {
+                    self.gw.pool.state(id, instant) as usize
+                };
+                states[i] += 1;
             }
-            for (i, name) in ["healthy", "degraded", "down"].iter().enumerate() {
+            for (i, name) in ["healthy", "degraded", "down", "disabled"]
+                .iter()
+                .enumerate()
+            {
                 crate::metrics::IDENTITIES
                     .with_label_values(&[name])
                     .set(states[i]);

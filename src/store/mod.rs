@@ -158,7 +158,10 @@ impl State {
             DataSave::None => Box::new(MemoryBackend),
             DataSave::File(path) => Box::new(file::FileBackend::new(path.clone())),
         };
-        Self::with_backend(settings, backend, Box::<MemoryLimiter>::default())
+        let state = Self::with_backend(settings, backend, Box::<MemoryLimiter>::default())?;
+        // Saving once now finds an unwritable place at start, not at the first admin change.
+        state.persist()?;
+        Ok(state)
     }
 
     pub fn with_backend(

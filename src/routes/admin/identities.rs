@@ -137,6 +137,15 @@ fn credential(body: &serde_json::Map<String, Value>) -> Result<Credential, ApiEr
     }
 }
 
+fn exists() -> ApiError {
+    ApiError::new(
+        409,
+        "invalid_request_error",
+        "identity_exists",
+        "That account is already in the pool.",
+    )
+}
+
 fn not_found(id: &str) -> ApiError {
     ApiError::new(
         404,
@@ -192,12 +201,7 @@ pub async fn add(
         .iter()
         .any(|i| i.fingerprint == ident.fingerprint)
     {
-        return Err(ApiError::new(
-            409,
-            "invalid_request_error",
-            "identity_exists",
-            "That account is already in the pool.",
-        ));
+        return Err(exists());
     }
     // A token first: wrong credentials are the caller's error and nothing is added. Other
     // failures (the upstream is down, slow, or shows a WAF page) say nothing about the
@@ -211,7 +215,7 @@ pub async fn add(
             format!("The upstream did not accept these credentials: {detail}"),
         ));
     }
-    let ident = gw.pool.add(ident);
+    let ident = gw.pool.add_unique(ident).map_err(|_| exists())?;
     let rec = record.clone();
     if let Err(e) = gw.state.change_identities(|records, _| records.push(rec)) {
         gw.pool.remove(ident.id);
