@@ -608,11 +608,9 @@ async fn concurrency_limit_refuses_while_a_slow_stream_is_open() {
     // ...other keys are not affected...
     assert_eq!(chat(&gw, ask("other key")).await.status(), 200);
     // ...and once the stream ends the slot is free again.
-    let started = Instant::now();
     while let Some(chunk) = body.next().await {
         chunk.unwrap();
     }
-    assert!(started.elapsed() > Duration::from_millis(500));
     let mut ok = false;
     for _ in 0..20 {
         if chat_as(&gw, &key, ask("after")).await.status() == 200 {
