@@ -68,6 +68,14 @@
     return data;
   }
 
+  // Each loader renders only its latest answer: a slow earlier reload never overwrites a newer one.
+  const generation = {};
+  async function latest(name, path) {
+    const mine = (generation[name] = (generation[name] || 0) + 1);
+    const data = await api("GET", path);
+    return mine === generation[name] ? data : null;
+  }
+
   async function guarded(fn) {
     try { await fn(); } catch (e) { toast(e.message || String(e), true); }
   }
@@ -123,7 +131,8 @@
   // ---- identities -----------------------------------------------------------------------
 
   async function loadIdentities() {
-    const r = await api("GET", "/admin/identities");
+    const r = await latest("identities", "/admin/identities");
+    if (!r) return;
     const s = r.summary;
     $("identities-summary").textContent =
       `${s.total} total · ${s.healthy} healthy · ${s.degraded} degraded · ${s.down} down · ${s.disabled} disabled`;
@@ -184,7 +193,8 @@
   // ---- keys -----------------------------------------------------------------------------
 
   async function loadKeys() {
-    const r = await api("GET", "/admin/keys");
+    const r = await latest("keys", "/admin/keys");
+    if (!r) return;
     const body = $("keys-table").tBodies[0];
     body.replaceChildren();
     const lim = (own, eff) => own === null || own === undefined ? `${eff || "none"} (default)` : (own || "none");
@@ -243,6 +253,8 @@
 
   function renderSettings(v) {
     settingsView = v;
+    settingsDirty = false;
+    generation.settings = (generation.settings || 0) + 1;
     $("settings-mode").textContent = `(saved: ${v.data_save_mode})`;
     const body = $("settings-table").tBodies[0];
     body.replaceChildren();
@@ -273,8 +285,12 @@
     }
   }
 
-  async function loadSettings() {
-    renderSettings(await api("GET", "/admin/settings"));
+  // Unsaved edits are not thrown away by a background reload (switching to the tab).
+  let settingsDirty = false;
+
+  async function loadSettings(force) {
+    const v = await latest("settings", "/admin/settings");
+    if (v && (force === true || !settingsDirty)) renderSettings(v);
   }
 
   async function saveSettings(ev) {
@@ -298,7 +314,8 @@
   // ---- usage ----------------------------------------------------------------------------
 
   async function loadUsage() {
-    const r = await api("GET", "/admin/usage");
+    const r = await latest("usage", "/admin/usage");
+    if (!r) return;
     const body = $("usage-table").tBodies[0];
     body.replaceChildren();
     for (const u of r.data) {
@@ -433,7 +450,9 @@
       $("new-key").hidden = true;
     });
     $("settings-form").addEventListener("submit", saveSettings);
-    $("settings-reload").addEventListener("click", () => guarded(loadSettings));
+    $("settings-form").addEventListener("input", () => { settingsDirty = true; });
+    $("settings-form").addEventListener("change", () => { settingsDirty = true; });
+    $("settings-reload").addEventListener("click", () => guarded(() => loadSettings(true)));
     $("usage-reload").addEventListener("click", () => guarded(loadUsage));
     $("usage-reset").addEventListener("click", () => guarded(async () => {
       if (!confirm("Reset every usage counter?")) return;
