@@ -1,5 +1,5 @@
 # The two commands the README starts with: `make demo` and `make test`.
-.PHONY: setup demo test lint bench bench-smoke
+.PHONY: setup demo test lint bench bench-smoke browser-setup test-browser
 
 # Installs what a fresh machine lacks: cmake (Pingora's zlib-ng build) and the Python SDK tests' packages.
 setup:
@@ -29,3 +29,13 @@ bench:
 bench-smoke:
 	cargo bench --bench convert -- --quick
 	cargo bench --bench load -- --quick
+
+# The admin web page in headless Chromium: Debian's chromium driven by playwright-core
+# (tests/browser, pinned in its package-lock.json). Screenshots go to target/screenshots/.
+browser-setup:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }
+	@test -d tests/browser/node_modules/playwright-core || (cd tests/browser && npm ci --no-audit --no-fund)
+
+test-browser: browser-setup
+	cargo build --release
+	cd tests/browser && node --test --test-concurrency=1 admin.test.mjs

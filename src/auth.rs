@@ -1,28 +1,32 @@
 //! Downstream authentication: API keys (the first is the admin key), accepted as
-//! `Authorization: Bearer` or `x-api-key`, compared in constant time. In client mode the bearer
-//! value also carries the caller's own upstream credentials: `api_key;qwen_token;cookie`.
+//! `Authorization: Bearer` or `x-api-key`, compared in constant time
+//! (`store::keys::KeyRegistry::identify`, which also knows the keys added through the admin
+//! API). In client mode the bearer value also carries the caller's own upstream credentials:
+//! `api_key;qwen_token;cookie`.
+
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::openai::error::ApiError;
+use crate::store::keys::KeyEntry;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     /// No keys are configured: the gateway is open (the seeds' default).
     Open,
     Admin,
-    /// A user key, by its position in `API_KEY` (1-based, the admin key is 0).
-    User(usize),
+    /// A user key: configured (`key-1`..) or added through the admin API.
+    User(Arc<KeyEntry>),
 }
 
 impl Caller {
-    /// A name for logs that reveals nothing about the key.
+    /// A name for logs that reveals nothing about the key: its id.
     pub fn name(&self) -> String {
         match self {
             Caller::Open => "open".into(),
             Caller::Admin => "admin".into(),
-            Caller::User(i) => format!("key-{i}"),
+            Caller::User(k) => k.id.clone(),
         }
     }
 }
@@ -65,28 +69,11 @@ pub fn split_client_mode(value: &str) -> (&str, ClientCredentials) {
     )
 }
 
-/// Compares digests so that neither content nor length leaks through timing, and checks every
-/// key so the position of a match does not either.
-pub fn identify(keys: &[String], presented: Option<&str>) -> Result<Caller, ApiError> {
-    if keys.is_empty() {
-        return Ok(Caller::Open);
-    }
-    let Some(p) = presented else {
-        return Err(ApiError::unauthorized());
-    };
-    let pd = Sha256::digest(p.as_bytes());
-    let mut found: Option<usize> = None;
-    for (i, k) in keys.iter().enumerate() {
-        let kd = Sha256::digest(k.as_bytes());
-        if bool::from(pd.ct_eq(&kd)) && found.is_none() {
-            found = Some(i);
-        }
-    }
-    match found {
-        Some(0) => Ok(Caller::Admin),
-        Some(i) => Ok(Caller::User(i)),
-        None => Err(ApiError::unauthorized()),
-    }
+/// Compares two secrets in constant time (through their digests, so length does not leak).
+pub fn secret_eq(a: &str, b: &str) -> bool {
+    let da = Sha256::digest(a.as_bytes());
+    let db = Sha256::digest(b.as_bytes());
+    bool::from(da.ct_eq(&db))
 }
 
 #[cfg(test)]
@@ -94,13 +81,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys() {
-        let keys = vec!["sk-admin".to_string(), "sk-user".to_string()];
-        assert_eq!(identify(&keys, Some("sk-admin")).unwrap(), Caller::Admin);
-        assert_eq!(identify(&keys, Some("sk-user")).unwrap(), Caller::User(1));
-        assert_eq!(identify(&keys, Some("sk-nope")).unwrap_err().status, 401);
-        assert_eq!(identify(&keys, None).unwrap_err().status, 401);
-        assert_eq!(identify(&[], None).unwrap(), Caller::Open);
+    fn secrets_compare() {
+        assert!(secret_eq("sk-admin", "sk-admin"));
+        assert!(!secret_eq("sk-admin", "sk-admin2"));
     }
 
     #[test]

@@ -65,7 +65,7 @@ impl ModelCatalog {
                     crate::convert::classify::FailureClass::Auth,
                     "no upstream identity has a token yet",
                 ));
-                for id in pool.all() {
+                for id in pool.all().iter().filter(|i| !i.is_disabled()) {
                     let Some(token) = id.token() else { continue };
                     let c = Credentials {
                         token: &token,

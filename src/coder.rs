@@ -295,7 +295,7 @@ pub async fn completions(
         "no_upstream_identity",
         "No account could use the coder upstream.",
     );
-    for _ in 0..=gw.settings.upstream_retries {
+    for _ in 0..=gw.runtime().upstream_retries {
         let Ok(id) = gw.pool.pick(&tried) else { break };
         tried.push(id.id);
         ctx.identity = Some(id.label.clone());

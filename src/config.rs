@@ -66,6 +66,16 @@ pub struct BreakerSettings {
     pub rate_limit_cooldown: Duration,
 }
 
+/// Where keys, identities, settings and usage changed through the admin API are kept
+/// (`DATA_SAVE_MODE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataSave {
+    /// In memory only: admin changes last until the process stops.
+    None,
+    /// One JSON file, replaced atomically (temp file + rename), mode 0600.
+    File(std::path::PathBuf),
+}
+
 #[derive(Clone)]
 pub struct Settings {
     pub listen: String,
@@ -123,6 +133,11 @@ pub struct Settings {
     /// Where Prometheus metrics are served; `None` when `METRICS_LISTEN=off`.
     pub metrics_listen: Option<String>,
     pub file_log: Option<FileLog>,
+    /// `DATA_SAVE_MODE` (with `DATA_FILE` / `DATA_DIR`).
+    pub data_save: DataSave,
+    /// Default per-key limits for user keys without their own (0 = none).
+    pub key_rpm_limit: u32,
+    pub key_max_concurrent: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -433,6 +448,27 @@ impl Settings {
             ));
         }
 
+        let data_save = match s.get("DATA_SAVE_MODE").as_deref().map(str::trim) {
+            None | Some("none") => DataSave::None,
+            Some("file") => DataSave::File(match s.get("DATA_FILE") {
+                Some(f) => f.trim().into(),
+                None => {
+                    std::path::Path::new(s.get("DATA_DIR").as_deref().map_or("./data", str::trim))
+                        .join("qwen-gateway-data.json")
+                }
+            }),
+            Some("redis") => {
+                return Err(ConfigError(
+                    "DATA_SAVE_MODE=redis is not available in this build; use none or file".into(),
+                ))
+            }
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "DATA_SAVE_MODE must be none or file, got {other:?}"
+                )))
+            }
+        };
+
         Ok(Settings {
             listen,
             api_keys,
@@ -502,6 +538,9 @@ impl Settings {
                 None
             },
             grace_period_secs: s.num("GRACE_PERIOD_SECS", 30)?,
+            data_save,
+            key_rpm_limit: s.num("KEY_RPM_LIMIT", 0)?,
+            key_max_concurrent: s.num("KEY_MAX_CONCURRENT", 0)?,
             graceful_shutdown_timeout_secs: s.num("GRACEFUL_SHUTDOWN_TIMEOUT_SECS", 5)?,
         })
     }
@@ -565,10 +604,31 @@ mod tests {
             ("CHAT_CLEANUP", "sometimes"),
             ("VIDEO_POLL_INTERVAL_MS", "0"),
             ("VIDEO_TIMEOUT_SECS", "0"),
+            ("DATA_SAVE_MODE", "redis"),
+            ("DATA_SAVE_MODE", "disk"),
+            ("KEY_RPM_LIMIT", "-1"),
+            ("KEY_MAX_CONCURRENT", "many"),
         ] {
             let e = load(&[(k, v)]).unwrap_err();
             assert!(e.0.contains(k), "{e}");
         }
+    }
+
+    #[test]
+    fn data_save_modes() {
+        assert_eq!(load(&[]).unwrap().data_save, DataSave::None);
+        assert_eq!(
+            load(&[("DATA_SAVE_MODE", "file"), ("DATA_DIR", "/var/lib/qg")])
+                .unwrap()
+                .data_save,
+            DataSave::File("/var/lib/qg/qwen-gateway-data.json".into())
+        );
+        assert_eq!(
+            load(&[("DATA_SAVE_MODE", "file"), ("DATA_FILE", "/x/d.json")])
+                .unwrap()
+                .data_save,
+            DataSave::File("/x/d.json".into())
+        );
     }
 
     #[test]

@@ -13,6 +13,12 @@ pub struct RequestCtx {
     pub identity: Option<String>,
     pub attempts: u32,
     pub error_class: Option<&'static str>,
+    /// Token usage of the answer, when one finished (for the per-key counters).
+    pub usage: Option<crate::convert::stream::Usage>,
+    /// The key's concurrency slot, released when the request's context is dropped.
+    pub permit: Option<crate::store::limits::Permit>,
+    /// Refused by the key's own limits.
+    pub rate_limited: bool,
 }
 
 impl Default for RequestCtx {
@@ -29,6 +35,9 @@ impl Default for RequestCtx {
             identity: None,
             attempts: 0,
             error_class: None,
+            usage: None,
+            permit: None,
+            rate_limited: false,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The shared state every request reads: settings, identities, the upstream client, the model
-//! catalog and the chat cleaner. Built once at start; shared behind an `Arc`.
+//! catalog, the chat cleaner, and the operational state changed through the admin API (keys,
+//! runtime settings, limits, usage). Built once at start; shared behind an `Arc`.
 
 use std::sync::Arc;
 
@@ -8,9 +9,13 @@ use crate::config::Settings;
 use crate::pool::cleanup::ChatCleaner;
 use crate::pool::{Identity, IdentityPool, Source};
 use crate::qwen::client::{BaseUrl, Timeouts, UpstreamClient};
+use crate::store::{Credential, IdentityRecord, State};
 
 pub struct Gateway {
+    /// The configuration as loaded at start. Settings that can change at runtime are read
+    /// through [`Gateway::runtime`] instead.
     pub settings: Settings,
+    pub state: State,
     pub pool: IdentityPool,
     pub upstream: UpstreamClient,
     pub catalog: ModelCatalog,
@@ -57,8 +62,69 @@ pub fn identities(settings: &Settings) -> Vec<Identity> {
     out
 }
 
+/// An identity for a saved record, with pool id `id`.
+pub fn identity_from_record(id: usize, rec: &IdentityRecord) -> Identity {
+    let (token, source) = match &rec.credential {
+        Credential::Cookie { cookie } => (
+            crate::qwen::jwt::token_from_cookie(cookie).map(str::to_string),
+            Source::Cookie(cookie.clone()),
+        ),
+        Credential::Account { email, password } => (
+            None,
+            Source::Account {
+                email: email.clone(),
+                password: password.clone(),
+            },
+        ),
+    };
+    let mut ident = Identity::new(id, token, source);
+    ident.uid = Some(rec.uid.clone());
+    ident
+        .disabled
+        .store(rec.disabled, std::sync::atomic::Ordering::Relaxed);
+    ident
+}
+
+/// The configured identities with the saved changes applied: configured ones disabled or
+/// removed through the admin API, then the ones added through it (a saved identity that is
+/// also configured is left to the configuration).
+pub fn merged_identities(settings: &Settings, state: &State) -> Vec<Identity> {
+    let mut out: Vec<Identity> = Vec::new();
+    let mut next = 0;
+    for mut ident in identities(settings) {
+        next = next.max(ident.id + 1);
+        let o = state.configured_override(&ident.fingerprint);
+        if o.removed {
+            log::info!("{}: removed through the admin API; not used", ident.label);
+            continue;
+        }
+        if o.disabled {
+            *ident.disabled.get_mut() = true;
+        }
+        out.push(ident);
+    }
+    if !settings.server_mode {
+        return out;
+    }
+    for rec in state.identity_records() {
+        let ident = identity_from_record(next, &rec);
+        if out.iter().any(|i| i.fingerprint == ident.fingerprint) {
+            continue;
+        }
+        next += 1;
+        out.push(ident);
+    }
+    out
+}
+
 impl Gateway {
+    /// The runtime settings in force now (see `store::settings`).
+    pub fn runtime(&self) -> Arc<crate::store::settings::Runtime> {
+        self.state.runtime()
+    }
+
     pub fn new(settings: Settings) -> Result<Arc<Gateway>, String> {
+        let state = State::open(&settings).map_err(|e| e.to_string())?;
         let base = BaseUrl::parse(&settings.qwen_base_url)?;
         let upstream = UpstreamClient::new(
             base,
@@ -70,9 +136,9 @@ impl Gateway {
             256,
         )?;
         let pool = IdentityPool::new(
-            identities(&settings),
+            merged_identities(&settings, &state),
             settings.pool_strategy,
-            settings.max_in_flight_per_identity,
+            state.runtime().max_in_flight_per_identity,
             settings.breaker,
         );
         Ok(Arc::new(Gateway {
@@ -82,7 +148,112 @@ impl Gateway {
             pool,
             upstream,
             settings,
+            state,
             started: std::time::Instant::now(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::store::limits::MemoryLimiter;
+    use crate::store::{Backend, ConfiguredOverride, Document, StoreError};
+
+    /// A backend holding a document in memory, to test the merge at start.
+    struct Fixed(Mutex<Option<Document>>);
+
+    impl Backend for Fixed {
+        fn name(&self) -> &'static str {
+            "fixed"
+        }
+        fn load(&self) -> Result<Option<Document>, StoreError> {
+            Ok(self.0.lock().unwrap().clone())
+        }
+        fn save(&self, doc: &Document) -> Result<(), StoreError> {
+            *self.0.lock().unwrap() = Some(doc.clone());
+            Ok(())
+        }
+    }
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::load(&HashMap::new(), &move |k| env.get(k).cloned()).unwrap()
+    }
+
+    #[test]
+    fn saved_data_merges_with_the_configuration() {
+        let s = settings(&[
+            ("API_KEY", "sk-admin-00000000000,sk-user-000000000000"),
+            ("COOKIE", "a=1|||b=2|||c=3"),
+            ("OUTPUT_THINK", "true"),
+        ]);
+        let configured = identities(&s);
+        let mut doc = Document::default();
+        doc.configured_identities.insert(
+            configured[0].fingerprint.clone(),
+            ConfiguredOverride {
+                disabled: false,
+                removed: true,
+            },
+        );
+        doc.configured_identities.insert(
+            configured[1].fingerprint.clone(),
+            ConfiguredOverride {
+                disabled: true,
+                removed: false,
+            },
+        );
+        let rec = |uid: &str, cookie: &str| IdentityRecord {
+            uid: uid.into(),
+            credential: Credential::Cookie {
+                cookie: cookie.into(),
+            },
+            disabled: false,
+            added_at: 1,
+        };
+        // "c=3" is configured too: the configuration wins, no duplicate.
+        doc.identities = vec![rec("id-1", "d=4"), rec("id-2", "c=3")];
+        doc.settings
+            .insert("think_output".into(), serde_json::json!("hidden"));
+        let state = State::with_backend(
+            &s,
+            Box::new(Fixed(Mutex::new(Some(doc)))),
+            Box::<MemoryLimiter>::default(),
+        )
+        .unwrap();
+        let ids = merged_identities(&s, &state);
+        let labels: Vec<&str> = ids.iter().map(|i| i.label.as_str()).collect();
+        assert_eq!(labels, ["cookie-2", "cookie-3", "cookie-4"]);
+        assert!(ids[0].is_disabled() && !ids[1].is_disabled());
+        assert_eq!(ids[2].uid.as_deref(), Some("id-1"));
+        assert_eq!(
+            state.runtime().reasoning_output,
+            crate::config::ReasoningOutput::Hidden
+        );
+        assert_eq!(
+            state.base().reasoning_output,
+            crate::config::ReasoningOutput::Field
+        );
+        assert!(state.keys.has_admin());
+
+        // An invalid saved setting is an error naming where it came from.
+        let mut bad = Document::default();
+        bad.settings
+            .insert("upstream_retries".into(), serde_json::json!("many"));
+        let e = State::with_backend(
+            &s,
+            Box::new(Fixed(Mutex::new(Some(bad)))),
+            Box::<MemoryLimiter>::default(),
+        )
+        .err()
+        .unwrap();
+        assert!(e.0.contains("DATA_SAVE_MODE=fixed") && e.0.contains("upstream_retries"));
     }
 }

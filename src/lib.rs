@@ -31,3 +31,4 @@ pub mod responses;
 pub mod routes;
 pub mod server;
 pub mod sse;
+pub mod store;

@@ -62,7 +62,7 @@ pub static FAILOVERS: Lazy<IntCounterVec> = Lazy::new(|| {
 pub static IDENTITIES: Lazy<IntGaugeVec> = Lazy::new(|| {
     register_int_gauge_vec!(
         "qwen_gateway_identities",
-        "Identities by health state",
+        "Identities by health state (or disabled through the admin API)",
         &["state"]
     )
     .expect("metric registers once")

@@ -184,7 +184,7 @@ async fn probe_identity(gw: &Gateway, id: &Identity, out: &mut Vec<StepReport>) 
         upstream_model: model,
         chat_type: "t2t",
         thinking: false,
-        thinking_format: gw.settings.thinking_format,
+        thinking_format: gw.runtime().thinking_format,
         prompt: "Reply with the single word OK.".into(),
         stream: true,
         include_usage: false,
@@ -234,7 +234,7 @@ pub async fn run(gw: &Gateway) -> (bool, Vec<StepReport>) {
             ))),
         });
     }
-    for id in gw.pool.all() {
+    for id in gw.pool.all().iter() {
         probe_identity(gw, id, &mut out).await;
     }
     let ok = out.iter().all(|s| s.result.is_ok());

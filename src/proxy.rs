@@ -79,6 +79,19 @@ impl ProxyHttp for QwenProxy {
                 .with_label_values(&[ctx.route])
                 .observe(t.as_secs_f64());
         }
+        // Per-key usage: every authenticated API request (the admin API itself aside).
+        if ctx.caller != "-" && !ctx.route.starts_with("admin") {
+            let u = ctx.usage.unwrap_or_default();
+            self.gw.state.record_usage(
+                &ctx.caller,
+                crate::store::usage::Delta {
+                    prompt_tokens: u.prompt_tokens,
+                    completion_tokens: u.completion_tokens,
+                    error: ctx.status >= 400 || ctx.status == 0,
+                    rate_limited: ctx.rate_limited,
+                },
+            );
+        }
         match e {
             Some(e) => {
                 log::info!(target: "access", "{line} downstream_error={}", e.etype().as_str())

@@ -100,6 +100,12 @@ pub fn build(
         "chat cleanup",
         CleanupService { gw: gw.clone() },
     ));
+    if gw.state.backend_name() != "none" {
+        server.add_service(background_service(
+            "data flush",
+            crate::store::FlushService { gw: gw.clone() },
+        ));
+    }
     #[cfg(feature = "demo")]
     if let Some(s) = sim_service {
         server.add_service(s);

@@ -156,6 +156,11 @@ impl<S: Sink> Converter<S> {
         self.done
     }
 
+    /// The usage reported with the finished answer (`None` until it finished).
+    pub fn final_usage(&self) -> Option<Usage> {
+        self.done.then(|| self.usage())
+    }
+
     /// Data lines that were not valid JSON and were skipped.
     pub fn malformed(&self) -> u32 {
         self.malformed

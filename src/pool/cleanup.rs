@@ -100,7 +100,7 @@ async fn delete_with_retries(gw: &Gateway, job: &Job) {
 }
 
 async fn sweep(gw: &Gateway) {
-    for id in gw.pool.all() {
+    for id in gw.pool.all().iter() {
         let Some(token) = id.token() else { continue };
         let creds = Credentials {
             token: &token,

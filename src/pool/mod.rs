@@ -1,5 +1,10 @@
 //! Upstream identities (Qwen accounts), their health, and the choice of one per attempt.
 //! Selection excludes identities already tried for the request, so fail-over is "pick again".
+//!
+//! The set of identities can change while the gateway runs (`/admin/identities`): it is an
+//! immutable snapshot behind a lock held only to clone or swap it, so selection never waits on
+//! a change and never holds a lock across an await. A removed identity is gone from the next
+//! snapshot; requests that already hold it (an `Arc`) finish normally. Ids are never reused.
 
 pub mod cleanup;
 pub mod health;
@@ -42,6 +47,13 @@ pub struct Identity {
     pub next_refresh_ms: AtomicI64,
     pub refresh_failures: AtomicU32,
     pub refreshing: AtomicBool,
+    /// Not picked while set (in-flight requests finish).
+    pub disabled: AtomicBool,
+    /// A digest of the credential, to recognise the same account again (across restarts, and
+    /// when one is added twice). Not secret-bearing: a truncated SHA-256.
+    pub fingerprint: String,
+    /// The saved record's id when the identity was added through the admin API.
+    pub uid: Option<String>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -62,13 +74,38 @@ pub fn mask_email(email: &str) -> String {
     }
 }
 
+/// The fingerprint of a credential: accounts by email, cookies by their text, bare tokens by
+/// the configured token.
+pub fn fingerprint(source: &Source, token: Option<&str>) -> String {
+    use sha2::{Digest, Sha256};
+    let material = match source {
+        Source::Account { email, .. } => format!("account:{}", email.trim().to_lowercase()),
+        Source::Cookie(c) => format!("cookie:{c}"),
+        Source::Token => format!("token:{}", token.unwrap_or("")),
+    };
+    crate::store::keys::hex(&Sha256::digest(material.as_bytes())[..16])
+}
+
 impl Identity {
+    pub fn kind(&self) -> &'static str {
+        match self.source {
+            Source::Token => "token",
+            Source::Cookie(_) => "cookie",
+            Source::Account { .. } => "account",
+        }
+    }
+
+    pub fn is_disabled(&self) -> bool {
+        self.disabled.load(Ordering::Relaxed)
+    }
+
     pub fn new(id: usize, token: Option<String>, source: Source) -> Self {
         let label = match &source {
             Source::Token => format!("token-{}", id + 1),
             Source::Cookie(_) => format!("cookie-{}", id + 1),
             Source::Account { email, .. } => format!("account-{} ({})", id + 1, mask_email(email)),
         };
+        let fingerprint = fingerprint(&source, token.as_deref());
         let ident = Identity {
             id,
             label,
@@ -82,6 +119,9 @@ impl Identity {
             next_refresh_ms: AtomicI64::new(0),
             refresh_failures: AtomicU32::new(0),
             refreshing: AtomicBool::new(false),
+            disabled: AtomicBool::new(false),
+            fingerprint,
+            uid: None,
         };
         if let Some(t) = token {
             ident.set_token(t);
@@ -151,11 +191,15 @@ pub enum Unavailable {
     AllBusy,
 }
 
+/// One consistent view of the pool's identities.
+pub type Snapshot = Arc<Vec<Arc<Identity>>>;
+
 pub struct IdentityPool {
-    identities: Vec<Arc<Identity>>,
+    identities: RwLock<Snapshot>,
+    next_id: AtomicUsize,
     next: AtomicUsize,
     strategy: PoolStrategy,
-    cap: usize,
+    cap: AtomicUsize,
     breaker: BreakerSettings,
 }
 
@@ -166,17 +210,80 @@ impl IdentityPool {
         cap: usize,
         breaker: BreakerSettings,
     ) -> Self {
+        let next_id = identities.iter().map(|i| i.id + 1).max().unwrap_or(0);
         IdentityPool {
-            identities: identities.into_iter().map(Arc::new).collect(),
+            identities: RwLock::new(Arc::new(identities.into_iter().map(Arc::new).collect())),
+            next_id: AtomicUsize::new(next_id),
             next: AtomicUsize::new(0),
             strategy,
-            cap,
+            cap: AtomicUsize::new(cap),
             breaker,
         }
     }
 
-    pub fn all(&self) -> &[Arc<Identity>] {
-        &self.identities
+    /// The identities now (a snapshot: later changes do not affect it).
+    pub fn all(&self) -> Snapshot {
+        self.identities.read().expect("pool lock").clone()
+    }
+
+    pub fn get(&self, id: usize) -> Option<Arc<Identity>> {
+        self.all().iter().find(|i| i.id == id).cloned()
+    }
+
+    /// A fresh id for an identity about to be added.
+    pub fn next_id(&self) -> usize {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Adds an identity; it takes part in the next selection.
+    pub fn add(&self, identity: Identity) -> Arc<Identity> {
+        let identity = Arc::new(identity);
+        let mut guard = self.identities.write().expect("pool lock");
+        let mut list = (**guard).clone();
+        list.push(identity.clone());
+        *guard = Arc::new(list);
+        identity
+    }
+
+    /// Adds an identity unless one with the same fingerprint is there (checked under the same
+    /// lock, so two concurrent adds of one account cannot both succeed).
+    pub fn add_unique(&self, identity: Identity) -> Result<Arc<Identity>, Arc<Identity>> {
+        let identity = Arc::new(identity);
+        let mut guard = self.identities.write().expect("pool lock");
+        if let Some(existing) = guard.iter().find(|i| i.fingerprint == identity.fingerprint) {
+            return Err(existing.clone());
+        }
+        let mut list = (**guard).clone();
+        list.push(identity.clone());
+        *guard = Arc::new(list);
+        Ok(identity)
+    }
+
+    /// Puts a removed identity back (undoing a removal that could not be saved).
+    pub fn restore(&self, identity: Arc<Identity>) {
+        let mut guard = self.identities.write().expect("pool lock");
+        if guard.iter().any(|i| i.id == identity.id) {
+            return;
+        }
+        let mut list = (**guard).clone();
+        list.push(identity);
+        list.sort_by_key(|i| i.id);
+        *guard = Arc::new(list);
+    }
+
+    /// Removes an identity from selection; requests using it finish.
+    pub fn remove(&self, id: usize) -> Option<Arc<Identity>> {
+        let mut guard = self.identities.write().expect("pool lock");
+        let pos = guard.iter().position(|i| i.id == id)?;
+        let mut list = (**guard).clone();
+        let removed = list.remove(pos);
+        *guard = Arc::new(list);
+        Some(removed)
+    }
+
+    /// The per-identity in-flight cap (0 = none), changeable at runtime.
+    pub fn set_cap(&self, cap: usize) {
+        self.cap.store(cap, Ordering::Relaxed);
     }
 
     pub fn breaker(&self) -> &BreakerSettings {
@@ -201,17 +308,18 @@ impl IdentityPool {
         let mut soonest: Option<Duration> = None;
         let mut busy = false;
         let mut any_left = false;
+        let snapshot = self.all();
+        let cap = self.cap.load(Ordering::Relaxed);
         // Rotating over the currently available identities (not over all of them) keeps the
         // spread even when some are resting.
-        let mut candidates: Vec<(&Arc<Identity>, usize, bool)> =
-            Vec::with_capacity(self.identities.len());
-        for id in &self.identities {
-            if tried.contains(&id.id) || id.token().is_none() {
+        let mut candidates: Vec<(&Arc<Identity>, usize, bool)> = Vec::with_capacity(snapshot.len());
+        for id in snapshot.iter() {
+            if tried.contains(&id.id) || id.is_disabled() || id.token().is_none() {
                 continue;
             }
             any_left = true;
             let flying = id.in_flight.load(Ordering::Relaxed);
-            if self.cap > 0 && flying >= self.cap {
+            if cap > 0 && flying >= cap {
                 busy = true;
                 continue;
             }
@@ -345,6 +453,48 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(p.pick_at(&[], now + Duration::from_secs(4)).is_ok());
+    }
+
+    #[test]
+    fn identities_come_and_go_at_runtime() {
+        let p = pool(PoolStrategy::RoundRobin, 0);
+        let before = p.all();
+        let id = p.next_id();
+        assert_eq!(id, 3);
+        p.add(Identity::new(id, Some("d".into()), Source::Token));
+        assert_eq!(before.len(), 3, "an old snapshot does not change");
+        assert_eq!(p.pick(&[0, 2]).unwrap().id, 3);
+        p.all()[0].disabled.store(true, Ordering::Relaxed);
+        for _ in 0..4 {
+            assert_ne!(p.pick(&[]).unwrap().id, 0);
+        }
+        let gone = p.remove(3).unwrap();
+        assert_eq!(p.pick(&[2]).unwrap_err(), Unavailable::Exhausted);
+        p.restore(gone);
+        assert_eq!(p.pick(&[2]).unwrap().id, 3);
+        assert!(p.get(1).is_some() && p.get(9).is_none());
+        assert_ne!(p.next_id(), 3, "ids are never reused");
+    }
+
+    #[test]
+    fn fingerprints_tell_credentials_apart() {
+        let a = |e: &str| Source::Account {
+            email: e.into(),
+            password: "x".into(),
+        };
+        assert_eq!(
+            fingerprint(&a("A@x.com"), None),
+            fingerprint(&a("a@x.com "), None)
+        );
+        assert_ne!(
+            fingerprint(&a("a@x.com"), None),
+            fingerprint(&a("b@x.com"), None)
+        );
+        assert_ne!(
+            fingerprint(&Source::Cookie("c=1".into()), None),
+            fingerprint(&Source::Cookie("c=2".into()), None)
+        );
+        assert_eq!(fingerprint(&Source::Token, Some("t")).len(), 32);
     }
 
     #[test]

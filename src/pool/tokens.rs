@@ -139,7 +139,8 @@ pub struct TokenService {
 
 impl TokenService {
     fn due(&self, id: &Identity, now: i64) -> bool {
-        if id.refreshing.load(Ordering::Relaxed) {
+        // A disabled account is left alone (it may be disabled because the upstream objects).
+        if id.refreshing.load(Ordering::Relaxed) || id.is_disabled() {
             return false;
         }
         if id.token().is_none() || id.refresh_requested.load(Ordering::Relaxed) {
@@ -155,7 +156,7 @@ impl BackgroundService for TokenService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let s = &self.gw.settings;
         let now = now_ms();
-        for id in self.gw.pool.all() {
+        for id in self.gw.pool.all().iter() {
             if id.token().is_some() {
                 let interval = Duration::from_secs(s.token_refresh_interval_hours.max(1) * 3600);
                 let next = next_refresh(
@@ -175,17 +176,25 @@ impl BackgroundService for TokenService {
                 _ = shutdown.changed() => return,
             }
             let now = now_ms();
-            let mut states = [0i64; 3];
+            let mut states = [0i64; 4];
             let instant = std::time::Instant::now();
-            for id in self.gw.pool.all() {
-                states[self.gw.pool.state(id, instant) as usize] += 1;
+            for id in self.gw.pool.all().iter() {
+                let i = if id.is_disabled() {
+                    3
+                } else {
+                    self.gw.pool.state(id, instant) as usize
+                };
+                states[i] += 1;
             }
-            for (i, name) in ["healthy", "degraded", "down"].iter().enumerate() {
+            for (i, name) in ["healthy", "degraded", "down", "disabled"]
+                .iter()
+                .enumerate()
+            {
                 crate::metrics::IDENTITIES
                     .with_label_values(&[name])
                     .set(states[i]);
             }
-            for id in self.gw.pool.all() {
+            for id in self.gw.pool.all().iter() {
                 if !self.due(id, now) {
                     continue;
                 }

@@ -127,9 +127,11 @@ pub async fn run(
         Err(f) => return Outcome::Failed(f),
     };
 
+    // Runtime settings (changeable through /admin/settings) are read per attempt.
+    let rt = gw.runtime();
     let opts = ConvertOptions {
-        reasoning: gw.settings.reasoning_output,
-        search_mode: gw.settings.search_info_mode,
+        reasoning: rt.reasoning_output,
+        search_mode: rt.search_info_mode,
         stop: plan.stop.clone(),
         max_tokens: plan.max_tokens,
         prompt_estimate: prompt_estimate(&plan.prompt),
@@ -156,6 +158,7 @@ pub async fn run(
                 if needs_call && conv.calls() == 0 {
                     return Outcome::NoToolCall;
                 }
+                ctx.usage = conv.final_usage();
                 ctx.mark_first_token();
                 ctx.status = 200;
                 let body = Bytes::from(render.whole(conv.sink()));
@@ -385,6 +388,7 @@ impl Relay<'_> {
         loop {
             let out = conv.sink_mut().take();
             if conv.is_done() {
+                ctx.usage = conv.final_usage();
                 let written = session.write_response_body(Some(out), true).await;
                 self.release(ex).await;
                 return if written.is_ok() {

@@ -42,7 +42,7 @@ pub async fn run(
     let mut unavailable: Option<Unavailable> = None;
     let ephemeral = ephemeral.map(std::sync::Arc::new);
     let tool_retry = usize::from(plan.tools.as_ref().is_some_and(|t| t.must_call()));
-    let max_attempts = 1 + gw.settings.upstream_retries + tool_retry;
+    let max_attempts = 1 + gw.runtime().upstream_retries + tool_retry;
     for _ in 0..max_attempts {
         let identity = match &ephemeral {
             Some(e) if tried.is_empty() => e.clone(),

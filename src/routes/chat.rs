@@ -27,6 +27,7 @@ pub async fn read_json(
 ) -> Result<(Option<ClientCredentials>, Bytes), ApiError> {
     let (caller, client_creds) = super::authenticate(gw, session)?;
     ctx.caller = caller.name();
+    super::admit(gw, ctx, &caller)?;
     let ct = session
         .req_header()
         .headers
@@ -95,7 +96,7 @@ pub async fn serve(
         let (creds, r) = (client_creds, render);
         return crate::generate::chat::serve(gw, session, ctx, creds, input, r, kind).await;
     }
-    let mut plan = translate(&input, gw.settings.thinking_format)?;
+    let mut plan = translate(&input, gw.runtime().thinking_format)?;
     ctx.model = Some(plan.requested_model.clone());
     if gw.settings.debug_mode {
         // The seed logs the user's question in debug mode; truncated, and never credentials.

@@ -16,6 +16,7 @@ fn now_secs() -> i64 {
 
 pub fn report(gw: &Gateway) -> serde_json::Value {
     let s = &gw.settings;
+    let rt = gw.runtime();
     let now = now_secs();
     let instant = std::time::Instant::now();
     let mut counts = [0usize; 3];
@@ -38,6 +39,7 @@ pub fn report(gw: &Gateway) -> serde_json::Value {
                 "expires_at": (exp > 0).then_some(exp),
                 "remaining_secs": (exp > 0).then(|| (exp - now).max(0)),
                 "in_flight": id.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+                "disabled": id.is_disabled(),
                 "last_error": h.last_error.map(|c| c.as_str()),
                 "successes": h.successes,
                 "failures": h.failures,
@@ -47,7 +49,7 @@ pub fn report(gw: &Gateway) -> serde_json::Value {
     let valid = ids.iter().filter(|i| i["token_valid"] == true).count();
     let usable = ids
         .iter()
-        .filter(|i| i["token_valid"] == true && i["state"] != "down")
+        .filter(|i| i["token_valid"] == true && i["state"] != "down" && i["disabled"] != true)
         .count();
     let status = if !s.server_mode || usable > 0 {
         "ok"
@@ -67,12 +69,13 @@ pub fn report(gw: &Gateway) -> serde_json::Value {
         "uptime_secs": gw.started.elapsed().as_secs(),
         "config": {
             "server_mode": s.server_mode,
-            "api_key_enabled": !s.api_keys.is_empty(),
+            "api_key_enabled": !gw.state.keys.is_empty(),
+            "data_save_mode": gw.state.backend_name(),
             "debug_mode": s.debug_mode,
             "auto_refresh_token": s.auto_refresh_token,
-            "output_think": s.reasoning_output != crate::config::ReasoningOutput::Hidden,
-            "search_info_mode": format!("{:?}", s.search_info_mode).to_lowercase(),
-            "simple_model_map": s.simple_model_map,
+            "output_think": rt.reasoning_output != crate::config::ReasoningOutput::Hidden,
+            "search_info_mode": format!("{:?}", rt.search_info_mode).to_lowercase(),
+            "simple_model_map": rt.simple_model_map,
             "pool_strategy": format!("{:?}", s.pool_strategy),
             "chat_cleanup": format!("{:?}", s.chat_cleanup),
             "upstream": gw.upstream.base.origin(),

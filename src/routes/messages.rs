@@ -26,7 +26,7 @@ pub async fn handle(
     if !ignored.is_empty() {
         render.headers.push((IGNORED_HEADER, ignored.join(", ")));
     }
-    render.input_estimate = estimate(&translate(&input, gw.settings.thinking_format)?.prompt);
+    render.input_estimate = estimate(&translate(&input, gw.runtime().thinking_format)?.prompt);
     super::chat::serve(gw, session, ctx, creds, input, render).await
 }
 
@@ -40,7 +40,7 @@ pub async fn count_tokens(
     let input = req.to_input()?;
     // What the upstream will be sent, tools included; a local estimate (the upstream adds its
     // own hidden system prompt on top, which no client can count).
-    let plan = translate(&input, gw.settings.thinking_format)?;
+    let plan = translate(&input, gw.runtime().thinking_format)?;
     let body = serde_json::to_vec(&serde_json::json!({"input_tokens": estimate(&plan.prompt)}))
         .expect("json value serialises");
     ctx.status = 200;

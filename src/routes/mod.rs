@@ -30,12 +30,61 @@ pub fn authenticate(
     let xkey = h.get("x-api-key").and_then(|v| v.to_str().ok());
     let presented = auth::presented_key(authz, xkey);
     if gw.settings.server_mode {
-        return Ok((auth::identify(&gw.settings.api_keys, presented)?, None));
+        return Ok((gw.state.keys.identify(presented)?, None));
     }
     let (key, creds) = auth::split_client_mode(presented.unwrap_or(""));
     let key = (!key.is_empty()).then_some(key);
-    let caller = auth::identify(&gw.settings.api_keys, key)?;
+    let caller = gw.state.keys.identify(key)?;
     Ok((caller, Some(creds)))
+}
+
+/// Applies a user key's own limits (requests per minute, concurrent requests) on the routes
+/// that reach the upstream. The admin key and an open gateway are not limited.
+pub fn admit(gw: &Gateway, ctx: &mut RequestCtx, caller: &Caller) -> Result<(), ApiError> {
+    let Caller::User(key) = caller else {
+        return Ok(());
+    };
+    if !matches!(ctx.route, "chat" | "messages" | "responses" | "coder") {
+        return Ok(());
+    }
+    match gw.state.admit(key) {
+        Ok(permit) => {
+            ctx.permit = Some(permit);
+            Ok(())
+        }
+        Err(refusal) => {
+            ctx.rate_limited = true;
+            Err(limit_error(refusal))
+        }
+    }
+}
+
+pub fn limit_error(r: crate::store::limits::Refusal) -> ApiError {
+    use crate::store::limits::Refusal;
+    match r {
+        Refusal::Rpm { limit, retry_after } => {
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            let secs = secs.max(1);
+            ApiError::new(
+                429,
+                "requests",
+                "rate_limit_exceeded",
+                format!(
+                    "Rate limit reached for this API key: {limit} requests per minute. Retry in {secs} s."
+                ),
+            )
+            .with_retry_after(secs)
+        }
+        Refusal::Concurrency { limit } => ApiError::new(
+            429,
+            "requests",
+            "concurrency_limit_exceeded",
+            format!(
+                "This API key already has {limit} requests running, its limit. Retry when one ends."
+            ),
+        )
+        .with_retry_after(1),
+    }
 }
 
 /// Dispatches one request; always answers it, so the proxy never goes upstream on its own.
@@ -104,6 +153,9 @@ pub async fn handle(
         ("GET", "/health") | ("GET", "/healthz") => {
             ctx.route = "health";
             health::handle(gw, session, ctx).await
+        }
+        (_, p) if p == "/admin" || p.starts_with("/admin/") => {
+            admin::handle(gw, session, ctx, &method, &path).await
         }
         (
             _,

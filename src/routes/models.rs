@@ -31,7 +31,7 @@ pub async fn handle(
         .get(&gw.upstream, &gw.pool, creds.as_ref())
         .await
         .map_err(|f| f.to_api_error())?;
-    let body = serde_json::to_vec(&openai_list(&models, gw.settings.simple_model_map))
+    let body = serde_json::to_vec(&openai_list(&models, gw.runtime().simple_model_map))
         .expect("json value serialises");
     ctx.status = 200;
     respond::json(session, 200, body, &ctx.request_id)

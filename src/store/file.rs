@@ -1,0 +1,165 @@
+//! `DATA_SAVE_MODE=file`: the document in one JSON file, replaced atomically (a sibling
+//! temporary file written with mode 0600 and synced, then renamed over the old one), so a
+//! crash leaves either the old or the new file, never half of one.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::{Backend, Document, StoreError};
+
+pub struct FileBackend {
+    path: PathBuf,
+}
+
+impl FileBackend {
+    pub fn new(path: PathBuf) -> Self {
+        FileBackend { path }
+    }
+
+    fn tmp_path(&self) -> PathBuf {
+        let mut p = self.path.as_os_str().to_owned();
+        p.push(".tmp");
+        PathBuf::from(p)
+    }
+}
+
+#[cfg(unix)]
+fn restrict(opts: &mut OpenOptions) {
+    use std::os::unix::fs::OpenOptionsExt;
+    opts.mode(0o600);
+}
+
+#[cfg(not(unix))]
+fn restrict(_: &mut OpenOptions) {}
+
+#[cfg(unix)]
+fn tighten(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(path)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        log::warn!(
+            "{} was readable by others (mode {mode:o}); set to 0600",
+            path.display()
+        );
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn tighten(_: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+fn create_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
+impl Backend for FileBackend {
+    fn name(&self) -> &'static str {
+        "file"
+    }
+
+    fn location(&self) -> String {
+        format!("DATA_FILE {}", self.path.display())
+    }
+
+    fn load(&self) -> Result<Option<Document>, StoreError> {
+        let text = match fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(StoreError(format!(
+                    "DATA_FILE {} cannot be read: {e}",
+                    self.path.display()
+                )))
+            }
+        };
+        tighten(&self.path).map_err(|e| {
+            StoreError(format!(
+                "DATA_FILE {} permissions cannot be set: {e}",
+                self.path.display()
+            ))
+        })?;
+        serde_json::from_str(&text).map(Some).map_err(|e| {
+            StoreError(format!(
+                "DATA_FILE {} is not a valid data file: {e}",
+                self.path.display()
+            ))
+        })
+    }
+
+    fn save(&self, doc: &Document) -> Result<(), StoreError> {
+        let err = |what: &str, e: std::io::Error| {
+            StoreError(format!("DATA_FILE {}: {what}: {e}", self.path.display()))
+        };
+        let json = serde_json::to_vec_pretty(doc).expect("the document serialises");
+        if let Some(dir) = self.path.parent() {
+            create_dir(dir).map_err(|e| err("cannot create its directory", e))?;
+        }
+        let tmp = self.tmp_path();
+        // A leftover from a crash may have other permissions: start from nothing.
+        let _ = fs::remove_file(&tmp);
+        let mut opts = OpenOptions::new();
+        opts.write(true).create_new(true);
+        restrict(&mut opts);
+        let mut f = opts
+            .open(&tmp)
+            .map_err(|e| err("cannot create the temporary file", e))?;
+        f.write_all(&json)
+            .and_then(|()| f.write_all(b"\n"))
+            .and_then(|()| f.sync_all())
+            .map_err(|e| err("cannot write the temporary file", e))?;
+        drop(f);
+        fs::rename(&tmp, &self.path).map_err(|e| err("cannot replace the file", e))?;
+        // The rename itself is durable once the directory is synced.
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Ok(d) = fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saves_atomically_with_0600_and_loads_back() {
+        let dir = std::env::temp_dir().join(format!("qg-store-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let path = dir.join("sub").join("data.json");
+        let b = FileBackend::new(path.clone());
+        assert!(b.load().unwrap().is_none());
+        let mut doc = Document::default();
+        doc.settings
+            .insert("upstream_retries".into(), serde_json::json!(3));
+        b.save(&doc).unwrap();
+        b.save(&doc).unwrap();
+        assert!(!b.tmp_path().exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let back = b.load().unwrap().unwrap();
+        assert_eq!(back.settings["upstream_retries"], 3);
+        fs::write(&path, "{ not json").unwrap();
+        assert!(b.load().unwrap_err().0.contains("DATA_FILE"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

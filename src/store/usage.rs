@@ -1,0 +1,134 @@
+//! Per-key usage counters: requests, tokens, errors. Updated once per request (from the access
+//! log hook), read by `/admin/usage`, saved with the data in file mode.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub requests: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Answers with a status of 400 or more (limit refusals included).
+    pub errors: u64,
+    /// Of those, refused by the key's own limits (429).
+    pub rate_limited: u64,
+    /// Unix seconds of the last request.
+    pub last_used_at: i64,
+}
+
+/// What one request adds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Delta {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub error: bool,
+    pub rate_limited: bool,
+}
+
+#[derive(Default)]
+pub struct UsageBook {
+    by_key: Mutex<BTreeMap<String, Counters>>,
+    dirty: AtomicBool,
+}
+
+impl UsageBook {
+    pub fn new(saved: BTreeMap<String, Counters>) -> Self {
+        UsageBook {
+            by_key: Mutex::new(saved),
+            dirty: AtomicBool::new(false),
+        }
+    }
+
+    pub fn record(&self, key: &str, d: Delta, now: i64) {
+        {
+            let mut m = self.by_key.lock().expect("usage lock");
+            let c = match m.get_mut(key) {
+                Some(c) => c,
+                None => m.entry(key.to_string()).or_default(),
+            };
+            c.requests = c.requests.saturating_add(1);
+            c.prompt_tokens = c.prompt_tokens.saturating_add(d.prompt_tokens);
+            c.completion_tokens = c.completion_tokens.saturating_add(d.completion_tokens);
+            c.errors += u64::from(d.error);
+            c.rate_limited += u64::from(d.rate_limited);
+            c.last_used_at = now;
+        }
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, Counters> {
+        self.by_key.lock().expect("usage lock").clone()
+    }
+
+    pub fn get(&self, key: &str) -> Counters {
+        self.by_key
+            .lock()
+            .expect("usage lock")
+            .get(key)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Forgets one key's counters, or all of them.
+    pub fn reset(&self, key: Option<&str>) {
+        let mut m = self.by_key.lock().expect("usage lock");
+        match key {
+            Some(k) => {
+                m.remove(k);
+            }
+            None => m.clear(),
+        }
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// Marks the counters as changed (after a failed save).
+    pub fn reset_dirty(&self) {
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// Whether anything changed since the last call.
+    pub fn take_dirty(&self) -> bool {
+        self.dirty.swap(false, Ordering::AcqRel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_saturates() {
+        let b = UsageBook::default();
+        b.record(
+            "k",
+            Delta {
+                prompt_tokens: 3,
+                completion_tokens: u64::MAX,
+                error: false,
+                rate_limited: false,
+            },
+            5,
+        );
+        b.record(
+            "k",
+            Delta {
+                prompt_tokens: 1,
+                completion_tokens: 1,
+                error: true,
+                rate_limited: true,
+            },
+            6,
+        );
+        let c = b.get("k");
+        assert_eq!(c.requests, 2);
+        assert_eq!(c.prompt_tokens, 4);
+        assert_eq!(c.completion_tokens, u64::MAX);
+        assert_eq!((c.errors, c.rate_limited, c.last_used_at), (1, 1, 6));
+        assert!(b.take_dirty());
+        assert!(!b.take_dirty());
+    }
+}
