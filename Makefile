@@ -1,18 +1,22 @@
 # The two commands the README starts with: `make demo` and `make test`.
-.PHONY: setup demo test lint bench bench-smoke browser-setup test-browser
+.PHONY: setup build-setup demo test lint bench bench-smoke browser-setup test-browser
 
-# Installs what a fresh machine lacks: cmake (Pingora's zlib-ng build) and the Python SDK tests' packages.
-setup:
-	@command -v cmake >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq cmake; }
+# Installs what a fresh machine lacks: cmake (Pingora's zlib-ng build), the Python SDK tests'
+# packages, and Chromium with playwright-core for the admin page test.
+setup: build-setup browser-setup
 	@python3 -c "import openai, anthropic, pytest" 2>/dev/null || python3 -m pip install -q -r tests/python/requirements.txt
 
-demo: setup
+build-setup:
+	@command -v cmake >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq cmake; }
+
+demo: build-setup
 	cargo run --release -- --demo
 
 test: setup
 	cargo build --release --workspace
 	cargo test --release --workspace
 	python3 -m pytest -q tests/python
+	cd tests/browser && node --test --test-concurrency=1 admin.test.mjs
 
 lint:
 	cargo fmt --all -- --check
