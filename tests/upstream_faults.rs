@@ -207,3 +207,71 @@ async fn an_oversized_event_line_is_an_error_not_unbounded_buffering() {
     let r = chat(&gw, body("[[sim:huge_line=30000]]", false)).await;
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn a_compressed_reply_nobody_asked_for_is_decoded() {
+    let (sim, gw) = pair(NO_REST);
+    for stream in [false, true] {
+        let r = chat(&gw, body("[[sim:gzip]]", stream)).await;
+        assert_eq!(r.status(), 200, "stream={stream}");
+        let text = r.text().await.unwrap();
+        let content = if stream {
+            let events = sse_events(&text);
+            assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+            stream_text(&events[..events.len() - 1]).0
+        } else {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            v["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let want = sim_state(&sim)["last_completion"]["answer"].clone();
+        assert_eq!(Some(content.as_str()), want.as_str(), "stream={stream}");
+    }
+}
+
+#[tokio::test]
+async fn a_reset_connection_is_a_truthful_error() {
+    let (_sim, gw) = pair(NO_REST);
+    // Before any answer: nothing was sent, so the client gets an honest 502.
+    for stream in [false, true] {
+        let r = chat(&gw, body("[[sim:reset=0]]", stream)).await;
+        assert_eq!(r.status(), 502, "stream={stream}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "upstream_error");
+    }
+    // After the answer started: the stream ends with an error event, not a silent stop.
+    let r = chat(&gw, body("[[sim:reset=3]] [[sim:delay=30]]", true)).await;
+    assert_eq!(r.status(), 200);
+    let events = sse_events(&r.text().await.unwrap());
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let err: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(err["error"]["code"], "upstream_error", "{err}");
+    assert_eq!(chat(&gw, body("", false)).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_failed_tls_handshake_is_a_truthful_error() {
+    // The sim speaks plain HTTP, so a TLS client hello to it fails.
+    let sim = spawn_sim(&[DEMO], &[]);
+    let token = mint(&sim, DEMO.0, 3600);
+    let base = format!("https://127.0.0.1:{}", sim.port);
+    let gw = spawn_gateway(&[
+        ("QWEN_BASE_URL", base.as_str()),
+        ("QWEN_TOKEN", token.as_str()),
+        (
+            "API_KEY",
+            "sk-test-admin-0123456789,sk-test-user-0123456789",
+        ),
+        ("UPSTREAM_CONNECT_TIMEOUT_MS", "2000"),
+    ]);
+    for stream in [false, true] {
+        let r = chat(&gw, body("", stream)).await;
+        assert_eq!(r.status(), 502, "stream={stream}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["type"], "upstream_error", "{v}");
+    }
+    let (status, _) = http(gw.port, "GET", "/health", None);
+    assert!(status == 200 || status == 503, "{status}");
+}

@@ -103,6 +103,8 @@ pub struct Faults {
     pub split: bool,
     pub split_utf8: bool,
     pub disconnect: Option<usize>,
+    /// Like `disconnect`, but with a TCP RST instead of a FIN.
+    pub reset: Option<usize>,
     pub disconnect_after_thinking: bool,
     pub slow_first_event_ms: Option<u64>,
     pub idle_gap_ms: Option<u64>,
@@ -161,6 +163,7 @@ impl Faults {
             "split" => self.split = true,
             "split_utf8" => self.split_utf8 = true,
             "disconnect" => self.disconnect = Some(num(arg, 2)),
+            "reset" => self.reset = Some(num(arg, 2)),
             "disconnect_after_thinking" => self.disconnect_after_thinking = true,
             "slow_first_event" => self.slow_first_event_ms = Some(num(arg, 2000)),
             "idle_gap" => self.idle_gap_ms = Some(num(arg, 2000)),

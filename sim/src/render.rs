@@ -24,6 +24,8 @@ pub enum End {
     Finish,
     /// Close the connection without the terminating chunk.
     Disconnect,
+    /// Abort the connection with a TCP RST.
+    Reset,
     /// Stay open and silent until the client goes away.
     Hang,
 }
@@ -266,6 +268,9 @@ fn stop_before_delta(i: usize, faults: &Faults, f: &mut Frames) -> Option<End> {
     let hit = |n: Option<usize>| n.is_some_and(|n| i == usize::MAX || n == i);
     if hit(faults.disconnect) {
         return Some(End::Disconnect);
+    }
+    if hit(faults.reset) {
+        return Some(End::Reset);
     }
     if hit(faults.midstream_quota) {
         f.push(data_frame(QUOTA_ERROR));

@@ -21,6 +21,10 @@ async fn finish(s: &mut ServerSession, end: End, counters: &Counters) -> Outcome
     match end {
         End::Finish => Outcome::from_write(s.write_response_body(Bytes::new(), true).await.is_ok()),
         End::Disconnect => Outcome::Close,
+        End::Reset => {
+            abort_with_rst(s);
+            Outcome::Close
+        }
         End::Hang => {
             if replies::hang(s).await {
                 Counters::bump(&counters.streams_aborted_by_client);
@@ -28,6 +32,15 @@ async fn finish(s: &mut ServerSession, end: End, counters: &Counters) -> Outcome
             Outcome::Close
         }
     }
+}
+
+/// A zero linger time makes the close that follows send a RST instead of a FIN.
+fn abort_with_rst(s: &ServerSession) {
+    use std::os::fd::BorrowedFd;
+    let Some(stream) = s.stream() else { return };
+    // SAFETY: the session owns the descriptor and outlives this borrow.
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.id()) };
+    let _ = socket2::SockRef::from(&fd).set_linger(Some(Duration::ZERO));
 }
 
 pub async fn stream_plan(

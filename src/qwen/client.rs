@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
+use pingora::protocols::http::compression::ResponseCompressionCtx;
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::convert::classify::{Failure, FailureClass};
@@ -92,6 +93,19 @@ pub struct UpstreamClient {
 pub struct Exchange {
     session: HttpSession,
     pub status: u16,
+    /// Set when the upstream compressed a body it was asked not to (gzip, br, zstd): the body
+    /// is decoded here so that everything above sees plain bytes.
+    decoder: Option<Box<ResponseCompressionCtx>>,
+}
+
+/// A decoder for a compressed response body, or `None` for a plain one.
+fn body_decoder(session: &HttpSession) -> Option<Box<ResponseCompressionCtx>> {
+    let header = session.response_header()?;
+    header.headers.get("content-encoding")?;
+    let mut ctx = ResponseCompressionCtx::new(0, true, false);
+    let mut header = header.clone();
+    ctx.response_header_filter(&mut header, false);
+    Some(Box::new(ctx))
 }
 
 fn io_failure(e: &pingora::Error, during: &str) -> Failure {
@@ -147,7 +161,14 @@ impl UpstreamClient {
                 .await
                 .map_err(|e| io_failure(&e, "connecting to the upstream"))?;
             match self.exchange(&mut session, req.clone(), body.clone()).await {
-                Ok(status) => return Ok(Exchange { session, status }),
+                Ok(status) => {
+                    let decoder = body_decoder(&session);
+                    return Ok(Exchange {
+                        session,
+                        status,
+                        decoder,
+                    });
+                }
                 Err(e) => {
                     session.shutdown().await;
                     if reused && e.class != FailureClass::Timeout {
@@ -227,10 +248,28 @@ impl Exchange {
 
     /// The next piece of the body; `None` at its end. Idle longer than the idle timeout fails.
     pub async fn read(&mut self) -> Result<Option<Bytes>, Failure> {
-        self.session
-            .read_response_body()
-            .await
-            .map_err(|e| io_failure(&e, "reading the upstream stream"))
+        loop {
+            let chunk = self
+                .session
+                .read_response_body()
+                .await
+                .map_err(|e| io_failure(&e, "reading the upstream stream"))?;
+            let Some(decoder) = self.decoder.as_mut() else {
+                return Ok(chunk);
+            };
+            let Some(chunk) = chunk else {
+                // The decoder may still hold the end of the body.
+                let rest = decoder.response_body_filter(None, true);
+                self.decoder = None;
+                return Ok(rest.filter(|b| !b.is_empty()));
+            };
+            match decoder.response_body_filter(Some(&chunk), false) {
+                // A compressed chunk can decode to nothing yet; callers want data or the end.
+                Some(plain) if plain.is_empty() => continue,
+                Some(plain) => return Ok(Some(plain)),
+                None => return Ok(Some(chunk)),
+            }
+        }
     }
 
     /// Reads the whole body, failing past `limit` bytes rather than buffering without bound.
