@@ -3,7 +3,9 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use qwen_gateway::config::{ReasoningOutput, SearchInfoMode, ThinkingFormat};
-use qwen_gateway::convert::request::translate;
+use qwen_gateway::convert::input::ToolChoice;
+use qwen_gateway::convert::request::{translate, ToolPlan};
+use qwen_gateway::convert::toolcall::ToolCallParser;
 use qwen_gateway::convert::stream::{ConvertOptions, Converter};
 use qwen_gateway::openai::chunks::StreamEncoder;
 use qwen_gateway::openai::request::ChatRequest;
@@ -50,7 +52,38 @@ fn stream(kind: &str) -> Vec<u8> {
     s.into_bytes()
 }
 
+/// An agent's answer: a sentence, then two `<tool_call>` blocks, streamed as upstream deltas.
+const TOOL_ANSWER: &str = "Let me look that up for you.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"unit\": \"celsius\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"search\", \"arguments\": {\"q\": \"weather in Paris tomorrow\", \"limit\": 5}}\n</tool_call>";
+
+/// Deltas of about the size the upstream sends (a few characters each).
+fn tool_deltas() -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let mut rest = TOOL_ANSWER;
+    while !rest.is_empty() {
+        let mut n = rest.len().min(6);
+        while !rest.is_char_boundary(n) {
+            n += 1;
+        }
+        out.push(&rest[..n]);
+        rest = &rest[n..];
+    }
+    out
+}
+
+fn tool_stream() -> Vec<u8> {
+    let mut s = String::from("data: {\"response.created\":{\"chat_id\":\"c\",\"parent_id\":\"p\",\"response_id\":\"r\",\"response_index\":\"0\"}}\n\n");
+    for (i, d) in tool_deltas().iter().enumerate() {
+        s.push_str(&delta("answer", d, i));
+    }
+    s.push_str("data: {\"choices\":[{\"delta\":{\"content\":\"\",\"role\":\"assistant\",\"status\":\"finished\",\"phase\":\"answer\"}}],\"response_id\":\"r\"}\n\n");
+    s.into_bytes()
+}
+
 fn convert_all(bytes: &[u8]) -> usize {
+    convert_with(bytes, None)
+}
+
+fn convert_with(bytes: &[u8], tools: Option<ToolPlan>) -> usize {
     let enc = StreamEncoder::new("chatcmpl-bench", 1, "qwen3-max", true);
     let mut conv = Converter::new(
         enc,
@@ -60,7 +93,7 @@ fn convert_all(bytes: &[u8]) -> usize {
             stop: vec![],
             max_tokens: None,
             prompt_estimate: 10,
-            tools: None,
+            tools,
         },
     );
     let mut dec = SseDecoder::new(1 << 22);
@@ -85,6 +118,34 @@ fn bench_convert(c: &mut Criterion) {
             b.iter(|| convert_all(black_box(s)))
         });
     }
+    g.finish();
+}
+
+fn bench_tool_calls(c: &mut Criterion) {
+    let mut g = c.benchmark_group("tool_call_parsing");
+    let deltas = tool_deltas();
+    g.throughput(Throughput::Bytes(TOOL_ANSWER.len() as u64));
+    g.bench_function("parser, answer text", |b| {
+        b.iter(|| {
+            let mut p = ToolCallParser::new(vec!["get_weather".into(), "search".into()]);
+            let mut out = Vec::new();
+            for d in black_box(&deltas) {
+                p.push(d, &mut out);
+            }
+            p.finish(&mut out);
+            out.len()
+        })
+    });
+    let s = tool_stream();
+    let plan = ToolPlan {
+        names: vec!["get_weather".into(), "search".into()],
+        choice: ToolChoice::Auto,
+        parallel: true,
+    };
+    g.throughput(Throughput::Bytes(s.len() as u64));
+    g.bench_function("stream conversion with tools, upstream SSE", |b| {
+        b.iter(|| convert_with(black_box(&s), Some(plan.clone())))
+    });
     g.finish();
 }
 
@@ -115,5 +176,5 @@ fn bench_translate(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_convert, bench_translate);
+criterion_group!(benches, bench_convert, bench_tool_calls, bench_translate);
 criterion_main!(benches);
