@@ -5,8 +5,8 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use qwen_gateway::config::{ReasoningOutput, SearchInfoMode, ThinkingFormat};
 use qwen_gateway::convert::input::ToolChoice;
 use qwen_gateway::convert::request::{translate, ToolPlan};
-use qwen_gateway::convert::toolcall::ToolCallParser;
 use qwen_gateway::convert::stream::{ConvertOptions, Converter};
+use qwen_gateway::convert::toolcall::ToolCallParser;
 use qwen_gateway::openai::chunks::StreamEncoder;
 use qwen_gateway::openai::request::ChatRequest;
 use qwen_gateway::sse::SseDecoder;

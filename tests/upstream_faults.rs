@@ -275,3 +275,27 @@ async fn a_failed_tls_handshake_is_a_truthful_error() {
     let (status, _) = http(gw.port, "GET", "/health", None);
     assert!(status == 200 || status == 503, "{status}");
 }
+
+#[tokio::test]
+async fn a_refused_connection_is_a_truthful_error() {
+    let sim = spawn_sim(&[DEMO], &[]);
+    let token = mint(&sim, DEMO.0, 3600);
+    // A port nobody listens on.
+    let base = format!("http://127.0.0.1:{}", free_port());
+    let gw = spawn_gateway(&[
+        ("QWEN_BASE_URL", base.as_str()),
+        ("QWEN_TOKEN", token.as_str()),
+        (
+            "API_KEY",
+            "sk-test-admin-0123456789,sk-test-user-0123456789",
+        ),
+    ]);
+    for stream in [false, true] {
+        let r = chat(&gw, body("", stream)).await;
+        assert_eq!(r.status(), 502, "stream={stream}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["type"], "upstream_error", "{v}");
+    }
+    let (status, _) = http(gw.port, "GET", "/health", None);
+    assert!(status == 200 || status == 503, "{status}");
+}
