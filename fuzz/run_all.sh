@@ -7,8 +7,8 @@ cd "$(dirname "$0")"
 secs=${1:-300}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(sse_decoder stream_converter request_translator config_parser)
-declare -A dict=([sse_decoder]=sse [stream_converter]=qwen_events [request_translator]=openai_request [config_parser]=config)
+[ ${#targets[@]} -gt 0 ] || targets=(sse_decoder stream_converter request_translator config_parser tool_call_parser)
+declare -A dict=([sse_decoder]=sse [stream_converter]=qwen_events [request_translator]=openai_request [config_parser]=config [tool_call_parser]=tool_call)
 export RUSTC_BOOTSTRAP=1
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t" "artifacts/$t"
