@@ -23,6 +23,10 @@ lint:
 	cargo clippy --release --workspace --all-targets -- -D warnings
 	# The fuzz crate is its own workspace; keep it compiling against the library's API.
 	cargo check --release --manifest-path fuzz/Cargo.toml
+	# Dependency audit from crates.io: sources, licenses, bans (deny.toml). The advisory check
+	# needs the RustSec database from GitHub, which CI cannot reach (docs/hardening.md).
+	@command -v cargo-deny >/dev/null 2>&1 || cargo install --locked cargo-deny@0.20.2
+	cargo deny --offline check bans licenses sources
 
 bench:
 	cargo bench --bench convert
