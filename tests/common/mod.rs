@@ -29,6 +29,8 @@ pub struct Proc {
     pub child: Child,
     pub port: u16,
     pub log: PathBuf,
+    /// Secrets this process was given; none may appear in its log (checked when it is dropped).
+    pub secrets: Vec<String>,
 }
 
 impl Proc {
@@ -45,7 +47,43 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !self.secrets.is_empty() && !std::thread::panicking() {
+            let log = self.log_text();
+            for (i, secret) in self.secrets.iter().enumerate() {
+                // The secret itself is not printed: test output must not carry it either.
+                assert!(
+                    !log.contains(secret.as_str()),
+                    "secret #{i} ({} chars) appears in {}",
+                    secret.len(),
+                    self.log.display()
+                );
+            }
+        }
     }
+}
+
+/// The sim's JWT header (`{"alg":"HS256","typ":"JWT"}`): every token it mints starts with it, so
+/// a token refreshed at runtime is caught too.
+const JWT_HEAD: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.";
+
+/// The secret values among a gateway's settings: tokens, cookies, passwords and API keys.
+fn secrets_in(env: &[(&str, &str)]) -> Vec<String> {
+    let mut out = vec![JWT_HEAD.to_string()];
+    for (k, v) in env {
+        match *k {
+            "QWEN_TOKEN" => out.push(v.to_string()),
+            "COOKIE" => out.extend(v.split("|||").map(str::to_string)),
+            "API_KEY" => out.extend(v.split(',').map(|k| k.trim().to_string())),
+            "ACCOUNTS" => out.extend(
+                v.split(',')
+                    .filter_map(|a| a.split_once(':'))
+                    .map(|(_, pw)| pw.to_string()),
+            ),
+            _ => {}
+        }
+    }
+    out.retain(|s| s.len() >= 8);
+    out
 }
 
 fn log_path(name: &str, port: u16) -> PathBuf {
@@ -87,7 +125,12 @@ pub fn spawn_sim(accounts: &[(&str, &str)], extra: &[&str]) -> Proc {
         .stderr(std::fs::File::create(&log).unwrap());
     let mut child = cmd.spawn().expect("spawn sim");
     wait_port(port, &mut child, &log);
-    Proc { child, port, log }
+    Proc {
+        child,
+        port,
+        log,
+        secrets: Vec::new(),
+    }
 }
 
 /// Starts the gateway with the given environment (plus test defaults) and waits for /health.
@@ -109,7 +152,12 @@ pub fn spawn_gateway(env: &[(&str, &str)]) -> Proc {
         .stderr(std::fs::File::create(&log).unwrap());
     let mut child = cmd.spawn().expect("spawn gateway");
     wait_port(port, &mut child, &log);
-    Proc { child, port, log }
+    Proc {
+        child,
+        port,
+        log,
+        secrets: secrets_in(env),
+    }
 }
 
 /// Blocking HTTP/1.1 exchange on a fresh connection, for the sim's control API.
