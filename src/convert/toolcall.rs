@@ -96,9 +96,13 @@ impl ToolCallParser {
                 self.after_call = false;
             }
             // A closing tag before any opening one closes nothing: drop it, it is markup too.
+            // What came before it is released first, so that dropping it can never join the
+            // text around it into a new tag (which would depend on what was already released).
             let open_at = self.buf.find(OPEN).unwrap_or(self.buf.len());
             if let Some(stray) = self.buf[..open_at].find(CLOSE) {
-                self.buf.replace_range(stray..stray + CLOSE.len(), "");
+                let before: String = self.buf.drain(..stray).collect();
+                self.buf.drain(..CLOSE.len());
+                push_text(out, &before);
                 continue;
             }
             if let Some(pos) = self.buf.find(OPEN) {
@@ -342,6 +346,8 @@ mod tests {
         for text in [
             "ok\n```</tool_call>D<tool_call>\nA{\": \"get_weather\",  \"Pa}ll>",
             "ok\n```json\n</tool_call>\n<tool_call>{\"name\":\"search\"}</tool_call>",
+            // Dropping the stray tag must not join `<tool` and `_call>` into an opening tag.
+            "a</tool_callson\n<tool</tool_call>_call>{:{\"q}}</tool_call>\n```",
         ] {
             let whole = run(&[text]);
             for (i, _) in text.char_indices() {
