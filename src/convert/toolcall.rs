@@ -31,6 +31,47 @@ pub struct ToolCallParser {
     inside: bool,
     /// A call just ended: a closing code fence right after it belongs to the call.
     after_call: bool,
+    tail: TextTail,
+}
+
+/// The end of the text released since the last call. Text is released in pieces, and two pieces
+/// (or a piece and the text left after removing a tag) could meet to spell a tag; a `>` that
+/// would complete one is dropped, which depends only on the text, not on how it was split.
+#[derive(Debug, Default)]
+struct TextTail(String);
+
+impl TextTail {
+    fn push(&mut self, out: &mut Vec<Piece>, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        let mut clean = String::with_capacity(text.len());
+        for ch in text.chars() {
+            if ch == '>' && self.completes_tag(&clean) {
+                continue;
+            }
+            clean.push(ch);
+        }
+        self.0.push_str(&clean);
+        let mut cut = self.0.len().saturating_sub(CLOSE.len());
+        while !self.0.is_char_boundary(cut) {
+            cut += 1;
+        }
+        self.0.drain(..cut);
+        push_text(out, &clean);
+    }
+
+    /// Whether the tail followed by `clean` ends with a tag minus its `>`.
+    fn completes_tag(&self, clean: &str) -> bool {
+        let mut end = String::new();
+        if clean.len() < CLOSE.len() {
+            end.push_str(&self.0);
+        }
+        end.push_str(clean);
+        [OPEN, CLOSE]
+            .iter()
+            .any(|t| end.ends_with(&t[..t.len() - 1]))
+    }
 }
 
 impl ToolCallParser {
@@ -53,11 +94,14 @@ impl ToolCallParser {
         if self.inside {
             self.inside = false;
             match parse_call(&rest, &self.names) {
-                Some(c) => out.push(Piece::Call(c)),
-                None => push_text(out, strip_tags(&rest).trim()),
+                Some(c) => {
+                    self.tail = TextTail::default();
+                    out.push(Piece::Call(c));
+                }
+                None => self.tail.push(out, strip_tags(&rest).trim()),
             }
         } else if !(self.after_call && rest.trim().is_empty()) {
-            push_text(out, &rest);
+            self.tail.push(out, &rest);
         }
     }
 
@@ -68,7 +112,7 @@ impl ToolCallParser {
                     if self.buf.len() > MAX_BLOCK {
                         self.inside = false;
                         let text = std::mem::take(&mut self.buf);
-                        push_text(out, &text);
+                        self.tail.push(out, &text);
                     }
                     return;
                 };
@@ -77,10 +121,11 @@ impl ToolCallParser {
                 self.inside = false;
                 match parse_call(&inner, &self.names) {
                     Some(c) => {
+                        self.tail = TextTail::default();
                         out.push(Piece::Call(c));
                         self.after_call = true;
                     }
-                    None => push_text(out, strip_tags(&inner).trim()),
+                    None => self.tail.push(out, strip_tags(&inner).trim()),
                 }
                 continue;
             }
@@ -96,18 +141,14 @@ impl ToolCallParser {
                 self.after_call = false;
             }
             // A closing tag before any opening one closes nothing: drop it, it is markup too.
-            // What came before it is released first, so that dropping it can never join the
-            // text around it into a new tag (which would depend on what was already released).
             let open_at = self.buf.find(OPEN).unwrap_or(self.buf.len());
             if let Some(stray) = self.buf[..open_at].find(CLOSE) {
-                let before: String = self.buf.drain(..stray).collect();
-                self.buf.drain(..CLOSE.len());
-                push_text(out, &before);
+                self.buf.replace_range(stray..stray + CLOSE.len(), "");
                 continue;
             }
             if let Some(pos) = self.buf.find(OPEN) {
                 let before = strip_fence_opener(&self.buf[..pos]).to_string();
-                push_text(out, before.trim_end());
+                self.tail.push(out, before.trim_end());
                 self.buf.drain(..pos + OPEN.len());
                 self.inside = true;
                 continue;
@@ -116,15 +157,21 @@ impl ToolCallParser {
             let cut = self.buf.len() - keep;
             if cut > 0 {
                 let text: String = self.buf.drain(..cut).collect();
-                push_text(out, &text);
+                self.tail.push(out, &text);
             }
             return;
         }
     }
 }
 
+/// Removes the markup; again after each pass, since removing a tag can join its neighbours into
+/// a new one (`<tool<tool_call>_call>`).
 fn strip_tags(s: &str) -> String {
-    s.replace(OPEN, "").replace(CLOSE, "")
+    let mut s = s.to_string();
+    while s.contains(OPEN) || s.contains(CLOSE) {
+        s = s.replace(OPEN, "").replace(CLOSE, "");
+    }
+    s
 }
 
 fn push_text(out: &mut Vec<Piece>, text: &str) {
@@ -149,6 +196,17 @@ fn held_suffix(buf: &str) -> usize {
             .unwrap_or(0)
     };
     let mut keep = partial(OPEN).max(partial(CLOSE));
+    // A partial closing tag may complete into a stray one, which is dropped: the text before it
+    // then joins what follows, so a partial opening tag right before it must wait as well.
+    let close_part = partial(CLOSE);
+    if close_part > 0 {
+        let head = &b[..b.len() - close_part];
+        let open_part = (1..OPEN.len().min(head.len() + 1))
+            .rev()
+            .find(|&k| OPEN.as_bytes().starts_with(&head[head.len() - k..]))
+            .unwrap_or(0);
+        keep = keep.max(close_part + open_part);
+    }
     // One or two backticks may be the start of a fence.
     let ticks = b.iter().rev().take_while(|c| **c == b'`').count();
     if (1..3).contains(&ticks) {
@@ -356,6 +414,21 @@ mod tests {
                     whole,
                     "split at {i} of {text:?}"
                 );
+            }
+        }
+    }
+
+    /// Found by the fuzzer: text released in pieces must not spell a tag where the pieces meet.
+    #[test]
+    fn released_pieces_never_spell_a_tag() {
+        let text = "x<tool_call<tool_call>>{bad}</tool_call> and <tool<tool_<tool_call>call>>";
+        let whole = run(&[text]);
+        for (i, _) in text.char_indices() {
+            assert_eq!(run(&[&text[..i], &text[i..]]), whole, "split at {i}");
+        }
+        for p in &whole {
+            if let Piece::Text(t) = p {
+                assert!(!t.contains(OPEN) && !t.contains(CLOSE), "{t:?}");
             }
         }
     }
