@@ -2,6 +2,8 @@
 //! `--sim-only`) as child processes on loopback ports, and talks to both over HTTP.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
