@@ -609,6 +609,26 @@ mod tests {
                 .data_save,
             DataSave::File("/x/d.json".into())
         );
+        let s = load(&[
+            ("DATA_SAVE_MODE", "redis"),
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+        ])
+        .unwrap();
+        assert_eq!(s.data_save, DataSave::Redis);
+        assert_eq!(s.redis.unwrap().prefix, "qwen-gateway:");
+        for bad in [
+            vec![("DATA_SAVE_MODE", "redis")],
+            vec![
+                ("DATA_SAVE_MODE", "file"),
+                ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ],
+        ] {
+            let e = load(&bad).unwrap_err();
+            assert!(
+                e.0.contains("DATA_SAVE_MODE") && e.0.contains("REDIS_URL"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

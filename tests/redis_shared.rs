@@ -498,10 +498,15 @@ async fn an_image_sent_through_both_instances_is_uploaded_once() {
 }
 
 #[tokio::test]
-async fn redis_failing_at_runtime_degrades_to_local_state() {
+async fn redis_failing_at_runtime_degrades_to_local_state_and_recovers() {
     let mut redis = Redis::start();
     let sim = spawn_sim(&[A, B], &[]);
-    let (ga, _gb) = two(&redis, &sim, &[("KEY_RPM_LIMIT", "2")]).await;
+    let (ga, gb) = two(
+        &redis,
+        &sim,
+        &[("KEY_RPM_LIMIT", "2"), ("REDIS_SYNC_INTERVAL_MS", "200")],
+    )
+    .await;
     redis.kill();
     // Requests still succeed; the limit holds per instance meanwhile.
     for i in 0..2 {
@@ -513,9 +518,32 @@ async fn redis_failing_at_runtime_degrades_to_local_state() {
     assert_eq!(chat_as(&ga, USER_KEY, ask("third")).await.status(), 429);
     let log = ga.log_text();
     assert!(log.contains("Redis call failed"), "{log}");
+    assert_eq!(
+        get(&ga, "/health").await["shared_state"]["redis"],
+        "degraded"
+    );
     // Admin changes that cannot be shared are refused, not half made.
     let (st, v) = admin(&ga, "POST", "/admin/keys", Some(json!({"name": "x"}))).await;
     assert_eq!(st, 500, "{v}");
+
+    // Redis comes back (empty): both instances share again, and the usage counted
+    // meanwhile is sent.
+    let redis = Redis::start_on(redis.port);
+    for gw in [&ga, &gb] {
+        eventually(5, "Redis is used again", || async {
+            get(gw, "/health").await["shared_state"]["redis"] == "up"
+        })
+        .await;
+    }
+    assert!(ga.log_text().contains("Redis answers again"));
+    assert_eq!(chat_as(&gb, USER_KEY, ask("b")).await.status(), 200);
+    assert_eq!(chat_as(&ga, USER_KEY, ask("a")).await.status(), 200);
+    assert_eq!(chat_as(&gb, USER_KEY, ask("c")).await.status(), 429);
+    eventually(3, "all usage reached Redis", || async {
+        usage_row(&gb, "key-1").await["requests"] == 6
+    })
+    .await;
+    drop(redis);
 }
 
 #[test]

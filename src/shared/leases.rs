@@ -59,6 +59,16 @@ pub fn script(body: &str) -> String {
     format!("{LUA_NOW}{body}")
 }
 
+/// Sent by digest (EVALSHA; the text only once per Redis restart).
+static ACQUIRE_SCRIPT: once_cell::sync::Lazy<redis::Script> =
+    once_cell::sync::Lazy::new(|| redis::Script::new(&script(ACQUIRE)));
+
+fn take(set: &str, limit: usize, member: &str, ttl_ms: u64) -> redis::ScriptInvocation<'static> {
+    let mut inv = ACQUIRE_SCRIPT.prepare_invoke();
+    inv.key(set).arg(limit).arg(member).arg(ttl_ms);
+    inv
+}
+
 /// This instance's live leases: id -> (set key, taken at).
 #[derive(Default)]
 pub struct LeaseBook {
@@ -162,13 +172,9 @@ impl Shared {
     /// when at the limit, `None` when Redis did not answer.
     pub async fn acquire(self: &Arc<Self>, set: String, limit: usize) -> Option<Option<Lease>> {
         let (lease, member) = self.new_lease(set.clone());
-        let cmd = Shared::eval(
-            &script(ACQUIRE),
-            &[set],
-            &[limit.to_string(), member, self.ttl_ms().to_string()],
-        );
+        let inv = take(&set, limit, &member, self.ttl_ms());
         let mut conn = self.conn();
-        match self.call("lease", cmd.query_async::<i64>(&mut conn)).await {
+        match self.call("lease", inv.invoke_async::<i64>(&mut conn)).await {
             Some(1) => Some(Some(lease)),
             Some(_) => {
                 lease.disarm();
@@ -222,12 +228,8 @@ impl Shared {
                 if at.elapsed() < SETTLE || !self.leases.contains(*id) {
                     continue;
                 }
-                let cmd = Shared::eval(
-                    &script(ACQUIRE),
-                    std::slice::from_ref(set),
-                    &["0".into(), self.member(*id), self.ttl_ms().to_string()],
-                );
-                self.call("renew", cmd.query_async::<i64>(&mut conn)).await;
+                let inv = take(set, 0, &self.member(*id), self.ttl_ms());
+                self.call("renew", inv.invoke_async::<i64>(&mut conn)).await;
             }
         }
     }

@@ -35,6 +35,9 @@ if rpm > 0 then
 end
 return {0, 0}";
 
+static ADMIT_SCRIPT: once_cell::sync::Lazy<redis::Script> =
+    once_cell::sync::Lazy::new(|| redis::Script::new(&script(ADMIT)));
+
 pub struct RedisLimiter {
     shared: Arc<Shared>,
     local: MemoryLimiter,
@@ -58,21 +61,18 @@ impl Limiter for RedisLimiter {
     async fn admit(&self, key: &str, limits: Limits) -> Result<Permit, Refusal> {
         let set = self.shared.key_set(key);
         let (lease, member) = self.shared.new_lease(set.clone());
-        let cmd = Shared::eval(
-            &script(ADMIT),
-            &[self.window_set(key), set],
-            &[
-                limits.rpm.to_string(),
-                limits.concurrent.to_string(),
-                member,
-                self.shared.ttl_ms().to_string(),
-                WINDOW.as_millis().to_string(),
-            ],
-        );
+        let mut inv = ADMIT_SCRIPT.prepare_invoke();
+        inv.key(self.window_set(key))
+            .key(set)
+            .arg(limits.rpm)
+            .arg(limits.concurrent)
+            .arg(member)
+            .arg(self.shared.ttl_ms())
+            .arg(WINDOW.as_millis() as u64);
         let mut conn = self.shared.conn();
         let answer = self
             .shared
-            .call("admit", cmd.query_async::<Vec<i64>>(&mut conn))
+            .call("admit", inv.invoke_async::<Vec<i64>>(&mut conn))
             .await;
         match answer.as_deref() {
             Some([0, ..]) => Ok(Permit::with(Box::new(lease))),

@@ -4,12 +4,16 @@
 //! `DATA_SAVE_MODE=redis`, the rest of the data document.
 //!
 //! Hot-path rules: decisions that must hold across instances (a key's admission, an identity
-//! at its cap) are one Lua call each, awaited; everything else (releases, usage, rests, lease
-//! renewals) is queued to one writer task that pipelines it, so a request never waits on it.
-//! No lock is held across an await. If Redis cannot be reached at start the gateway does not
-//! start; if it fails later, calls fail fast for a moment ([`Shared::available`]) and every
-//! decision falls back to this instance's own state, with a warning and
-//! `qwen_gateway_redis_errors_total`, until the sync service reaches Redis again.
+//! at its cap) are one Lua call each, awaited; nothing else makes a request wait: releases
+//! are sent in the background as the request ends, and usage, rests and upload-cache entries
+//! go to one writer task that pipelines them. No lock is held across an await.
+//!
+//! Failures: an unreachable Redis at start stops the gateway (exit 2, naming `REDIS_URL`).
+//! Later, the first failed or timed-out call marks Redis degraded: from then on calls are
+//! skipped at once and every decision uses this instance's own state (limits per instance,
+//! rests seen here only), with one warning in the log and `qwen_gateway_redis_errors_total`
+//! / `qwen_gateway_redis_up`, until the sync service's probe (every `REDIS_SYNC_INTERVAL_MS`)
+//! reaches Redis again. Usage counted meanwhile is sent then; leases are renewed then.
 
 pub mod backend;
 pub mod cache;
@@ -21,7 +25,7 @@ pub mod sync;
 pub mod usage;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,9 +33,6 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::mpsc;
 
 use settings::RedisSettings;
-
-/// How long Redis is left alone after a failed call before the hot path tries it again.
-const BACKOFF_MS: i64 = 1_000;
 
 /// Work for the writer task: commands sent in one pipeline with whatever else is queued.
 pub enum Op {
@@ -50,17 +51,12 @@ pub struct Shared {
     client: redis::Client,
     /// Drives the connection made at start; lives as long as the gateway.
     rt: Option<tokio::runtime::Runtime>,
-    down_until_ms: AtomicI64,
     degraded: AtomicBool,
     ops: mpsc::UnboundedSender<Op>,
     ops_rx: Mutex<Option<mpsc::UnboundedReceiver<Op>>>,
     pub leases: leases::LeaseBook,
     pub usage: usage::PendingUsage,
     pub data_sync: sync::DataSync,
-}
-
-pub fn now_ms() -> i64 {
-    crate::pool::tokens::now_ms()
 }
 
 /// Runs `f` to completion on a thread of its own, so it works whether or not the caller is
@@ -128,7 +124,6 @@ impl Shared {
             conn,
             client,
             rt: Some(rt),
-            down_until_ms: AtomicI64::new(0),
             degraded: AtomicBool::new(false),
             ops: tx,
             ops_rx: Mutex::new(Some(rx)),
@@ -159,10 +154,10 @@ impl Shared {
         &self.client
     }
 
-    /// False for a moment after a failed call: the hot path then uses local state at once
-    /// instead of waiting on a Redis that is not answering.
+    /// False from a failed call until the sync service's probe reaches Redis again: the hot
+    /// path then uses local state at once instead of waiting on a Redis that is not answering.
     pub fn available(&self) -> bool {
-        self.down_until_ms.load(Ordering::Relaxed) <= now_ms()
+        !self.degraded.load(Ordering::Relaxed)
     }
 
     pub fn is_degraded(&self) -> bool {
@@ -173,8 +168,6 @@ impl Shared {
     pub fn failed(&self, op: &'static str, e: &dyn std::fmt::Display) {
         crate::metrics::REDIS_ERRORS.with_label_values(&[op]).inc();
         crate::metrics::REDIS_UP.set(0);
-        self.down_until_ms
-            .store(now_ms() + BACKOFF_MS, Ordering::Relaxed);
         if !self.degraded.swap(true, Ordering::Relaxed) {
             log::warn!(
                 "Redis call failed ({op}: {}); using this instance's own state until Redis answers again",
@@ -187,7 +180,6 @@ impl Shared {
     pub fn succeeded(&self) {
         if self.degraded.swap(false, Ordering::Relaxed) {
             crate::metrics::REDIS_UP.set(1);
-            self.down_until_ms.store(0, Ordering::Relaxed);
             log::info!("Redis answers again; shared state resumed");
         }
     }

@@ -158,7 +158,7 @@ async fn clock(gw: Arc<Gateway>, s: Arc<Shared>) {
         tokio::select! {
             _ = renew.tick() => s.renew().await,
             _ = sync.tick() => {
-                if !s.available() || s.is_degraded() {
+                if s.is_degraded() {
                     probe(&s).await;
                 }
                 s.refresh_rests(&gw.pool).await;
@@ -169,7 +169,7 @@ async fn clock(gw: Arc<Gateway>, s: Arc<Shared>) {
     }
 }
 
-/// Tries Redis directly (past the hot path's back-off) to find out whether it is back.
+/// Tries Redis directly (calls are skipped while degraded) to find out whether it is back.
 async fn probe(s: &Shared) {
     let mut conn = s.conn();
     let ok = tokio::time::timeout(
@@ -202,7 +202,9 @@ async fn subscriber(gw: Arc<Gateway>, s: Arc<Shared>) {
                         on_message(&gw, &s, &text).await;
                     }
                 }
-                log::warn!("shared: lost the Redis event subscription; reconnecting");
+                // Whatever broke the subscription likely broke the other connection too:
+                // local state until the probe has seen Redis answer.
+                s.failed("subscribe", &"the event subscription ended");
             }
             Err(e) => s.failed("subscribe", &e),
         }
