@@ -125,8 +125,8 @@ impl Gateway {
 
     /// Chooses an identity for one attempt and counts it in flight. With shared state and a
     /// per-identity cap, the cap holds across instances: a lease is taken in Redis (one call)
-    /// and an identity at its cap elsewhere is passed over. Without a cap the lease is only
-    /// queued (others see it a moment later; nothing waits on it).
+    /// and an identity at its cap elsewhere is passed over. Without a cap no decision needs
+    /// the other instances' counts, so none is taken.
     pub async fn acquire_identity(&self, tried: &[usize]) -> Result<InFlight, Unavailable> {
         let Some(shared) = self.state.shared() else {
             return self.pool.pick(tried).map(InFlight::new);
@@ -139,13 +139,14 @@ impl Gateway {
                 Err(Unavailable::Exhausted) if busy_elsewhere => return Err(Unavailable::AllBusy),
                 Err(e) => return Err(e),
             };
-            let set = shared.identity_set(&id.fingerprint);
             let cap = self.pool.cap();
             if cap == 0 {
-                let lease = shared.lease_queued(set);
-                return Ok(InFlight::new(id).with_lease(Box::new(lease)));
+                return Ok(InFlight::new(id));
             }
-            match shared.acquire(set, cap).await {
+            match shared
+                .acquire(shared.identity_set(&id.fingerprint), cap)
+                .await
+            {
                 Some(Some(lease)) => return Ok(InFlight::new(id).with_lease(Box::new(lease))),
                 Some(None) => {
                     self.pool.cancel_trial(&id);
@@ -173,7 +174,12 @@ impl Gateway {
                     .enable_all()
                     .build()
                     .map_err(|e| format!("cannot start a runtime: {e}"))?;
-                crate::shared::block_on(rt.handle(), State::open(&settings, None))
+                // A thread of its own: the caller may be inside a runtime already.
+                std::thread::scope(|sc| {
+                    sc.spawn(|| rt.block_on(State::open(&settings, None)))
+                        .join()
+                        .expect("start-up task panicked")
+                })
             }
         }
         .map_err(|e| e.to_string())?;

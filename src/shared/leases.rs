@@ -5,8 +5,8 @@
 //!
 //! The owning instance renews all its live leases every third of `REDIS_LEASE_TTL_MS` (one
 //! script call); a killed instance stops renewing and its leases drop out of every count
-//! within the TTL. A release is sent at once (after the lease's own take, when that was not
-//! awaited), so the next request on this instance sees the slot free. A renewal only extends
+//! within the TTL. A release is sent at once, in the background, so the next request sees
+//! the slot free a round trip after the answer. A renewal only extends
 //! leases still present, so it never brings back one released meanwhile; a lease missing for
 //! longer than a moment (dropped while Redis was away) is added again. A release lost to a
 //! Redis blip expires on its own.
@@ -111,8 +111,6 @@ pub struct Lease {
     set: String,
     /// False for a lease Redis refused: nothing to release there.
     armed: bool,
-    /// The take, when it was not awaited: the release goes after it.
-    taken: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Lease {
@@ -132,11 +130,7 @@ impl Drop for Lease {
         let mut c = redis::cmd("ZREM");
         c.arg(std::mem::take(&mut self.set))
             .arg(shared.member(self.id));
-        let taken = self.taken.take();
         self.shared.runtime().spawn(async move {
-            if let Some(t) = taken {
-                let _ = t.await;
-            }
             let mut conn = shared.conn();
             shared.call("release", c.query_async::<()>(&mut conn)).await;
         });
@@ -162,7 +156,6 @@ impl Shared {
                 id,
                 set,
                 armed: true,
-                taken: None,
             },
             member,
         )
@@ -183,25 +176,6 @@ impl Shared {
             // Unknown whether it was taken: let it go (a stray member expires on its own).
             None => None,
         }
-    }
-
-    /// A lease that no decision waits on: taken in the background, counted by others a
-    /// moment later.
-    pub fn lease_queued(self: &Arc<Self>, set: String) -> Lease {
-        let (mut lease, member) = self.new_lease(set.clone());
-        let cmd = Shared::eval(
-            &script(ACQUIRE),
-            &[set],
-            &["0".into(), member, self.ttl_ms().to_string()],
-        );
-        let shared = self.clone();
-        lease.taken = Some(self.runtime().spawn(async move {
-            let mut conn = shared.conn();
-            shared
-                .call("lease", cmd.query_async::<i64>(&mut conn))
-                .await;
-        }));
-        lease
     }
 
     /// Renews every live lease of this instance (the heartbeat), and adds back those that

@@ -151,7 +151,8 @@ async fn writer(s: Arc<Shared>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Op>
 
 async fn clock(gw: Arc<Gateway>, s: Arc<Shared>) {
     let mut sync = tokio::time::interval(s.settings.sync_interval);
-    let mut renew = tokio::time::interval(s.settings.lease_ttl / 3);
+    let mut renew =
+        tokio::time::interval((s.settings.lease_ttl / 3).max(std::time::Duration::from_millis(10)));
     sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
