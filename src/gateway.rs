@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::catalog::ModelCatalog;
 use crate::config::Settings;
 use crate::pool::cleanup::ChatCleaner;
-use crate::pool::{Identity, IdentityPool, Source};
+use crate::pool::{Identity, IdentityPool, InFlight, Source, Unavailable};
 use crate::qwen::client::{BaseUrl, Timeouts, UpstreamClient};
 use crate::store::{Credential, IdentityRecord, State};
 
@@ -123,8 +123,66 @@ impl Gateway {
         self.state.runtime()
     }
 
+    /// Chooses an identity for one attempt and counts it in flight. With shared state and a
+    /// per-identity cap, the cap holds across instances: a lease is taken in Redis (one call)
+    /// and an identity at its cap elsewhere is passed over. Without a cap no decision needs
+    /// the other instances' counts, so none is taken.
+    pub async fn acquire_identity(&self, tried: &[usize]) -> Result<InFlight, Unavailable> {
+        let Some(shared) = self.state.shared() else {
+            return self.pool.pick(tried).map(InFlight::new);
+        };
+        let mut skip = tried.to_vec();
+        let mut busy_elsewhere = false;
+        loop {
+            let id = match self.pool.pick(&skip) {
+                Ok(id) => id,
+                Err(Unavailable::Exhausted) if busy_elsewhere => return Err(Unavailable::AllBusy),
+                Err(e) => return Err(e),
+            };
+            let cap = self.pool.cap();
+            if cap == 0 {
+                return Ok(InFlight::new(id));
+            }
+            match shared
+                .acquire(shared.identity_set(&id.fingerprint), cap)
+                .await
+            {
+                Some(Some(lease)) => return Ok(InFlight::new(id).with_lease(Box::new(lease))),
+                Some(None) => {
+                    self.pool.cancel_trial(&id);
+                    busy_elsewhere = true;
+                    skip.push(id.id);
+                }
+                // Redis did not answer: this instance's own cap decided.
+                None => return Ok(InFlight::new(id)),
+            }
+        }
+    }
+
     pub fn new(settings: Settings) -> Result<Arc<Gateway>, String> {
-        let state = State::open(&settings).map_err(|e| e.to_string())?;
+        let shared = match &settings.redis {
+            Some(r) => Some(crate::shared::Shared::connect(
+                r,
+                settings.data_save == crate::config::DataSave::Redis,
+            )?),
+            None => None,
+        };
+        let state = match &shared {
+            Some(s) => crate::shared::block_on(s.runtime(), State::open(&settings, shared.clone())),
+            None => {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("cannot start a runtime: {e}"))?;
+                // A thread of its own: the caller may be inside a runtime already.
+                std::thread::scope(|sc| {
+                    sc.spawn(|| rt.block_on(State::open(&settings, None)))
+                        .join()
+                        .expect("start-up task panicked")
+                })
+            }
+        }
+        .map_err(|e| e.to_string())?;
         let base = BaseUrl::parse(&settings.qwen_base_url)?;
         let upstream = UpstreamClient::new(
             base,
@@ -141,6 +199,12 @@ impl Gateway {
             state.runtime().max_in_flight_per_identity,
             settings.breaker,
         );
+        if let Some(s) = &shared {
+            pool.set_sink(Arc::new(crate::shared::rests::RestSink(s.clone())));
+            settings
+                .media_cache
+                .attach_remote(Arc::new(crate::shared::cache::SharedUploads(s.clone())));
+        }
         Ok(Arc::new(Gateway {
             catalog: ModelCatalog::new(settings.models_cache_ttl),
             cleaner: ChatCleaner::new(settings.chat_cleanup),
@@ -166,17 +230,25 @@ mod tests {
     /// A backend holding a document in memory, to test the merge at start.
     struct Fixed(Mutex<Option<Document>>);
 
+    #[async_trait::async_trait]
     impl Backend for Fixed {
         fn name(&self) -> &'static str {
             "fixed"
         }
-        fn load(&self) -> Result<Option<Document>, StoreError> {
+        async fn load(&self) -> Result<Option<Document>, StoreError> {
             Ok(self.0.lock().unwrap().clone())
         }
-        fn save(&self, doc: &Document) -> Result<(), StoreError> {
+        async fn save(&self, _: &Document, doc: &Document) -> Result<(), StoreError> {
             *self.0.lock().unwrap() = Some(doc.clone());
             Ok(())
         }
+    }
+
+    fn block<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
     }
 
     fn settings(pairs: &[(&str, &str)]) -> Settings {
@@ -222,11 +294,11 @@ mod tests {
         doc.identities = vec![rec("id-1", "d=4"), rec("id-2", "c=3")];
         doc.settings
             .insert("think_output".into(), serde_json::json!("hidden"));
-        let state = State::with_backend(
+        let state = block(State::with_backend(
             &s,
             Box::new(Fixed(Mutex::new(Some(doc)))),
             Box::<MemoryLimiter>::default(),
-        )
+        ))
         .unwrap();
         let ids = merged_identities(&s, &state);
         let labels: Vec<&str> = ids.iter().map(|i| i.label.as_str()).collect();
@@ -247,11 +319,11 @@ mod tests {
         let mut bad = Document::default();
         bad.settings
             .insert("upstream_retries".into(), serde_json::json!("many"));
-        let e = State::with_backend(
+        let e = block(State::with_backend(
             &s,
             Box::new(Fixed(Mutex::new(Some(bad)))),
             Box::<MemoryLimiter>::default(),
-        )
+        ))
         .err()
         .unwrap();
         assert!(e.0.contains("DATA_SAVE_MODE=fixed") && e.0.contains("upstream_retries"));

@@ -30,5 +30,6 @@ pub mod respond;
 pub mod responses;
 pub mod routes;
 pub mod server;
+pub mod shared;
 pub mod sse;
 pub mod store;

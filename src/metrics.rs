@@ -85,6 +85,23 @@ pub static IN_FLIGHT: Lazy<IntGauge> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+pub static REDIS_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "qwen_gateway_redis_errors_total",
+        "Failed Redis calls of the shared state, by operation (the instance then uses its own state)",
+        &["op"]
+    )
+    .expect("metric registers once")
+});
+
+pub static REDIS_UP: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "qwen_gateway_redis_up",
+        "1 while the shared state in Redis is reachable, 0 while degraded to local state"
+    )
+    .expect("metric registers once")
+});
+
 /// Counts a request as in flight for as long as it lives.
 pub struct InFlightGuard;
 

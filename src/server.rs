@@ -100,7 +100,13 @@ pub fn build(
         "chat cleanup",
         CleanupService { gw: gw.clone() },
     ));
-    if gw.state.backend_name() != "none" {
+    if gw.state.shared().is_some() {
+        server.add_service(background_service(
+            "shared state",
+            crate::shared::sync::SharedService { gw: gw.clone() },
+        ));
+    } else if gw.state.backend_name() != "none" {
+        // With shared state, usage goes to Redis as it happens instead.
         server.add_service(background_service(
             "data flush",
             crate::store::FlushService { gw: gw.clone() },

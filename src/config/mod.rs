@@ -66,15 +66,7 @@ pub struct BreakerSettings {
     pub rate_limit_cooldown: Duration,
 }
 
-/// Where keys, identities, settings and usage changed through the admin API are kept
-/// (`DATA_SAVE_MODE`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DataSave {
-    /// In memory only: admin changes last until the process stops.
-    None,
-    /// One JSON file, replaced atomically (temp file + rename), mode 0600.
-    File(std::path::PathBuf),
-}
+pub use crate::store::mode::DataSave;
 
 #[derive(Clone)]
 pub struct Settings {
@@ -135,6 +127,8 @@ pub struct Settings {
     pub file_log: Option<FileLog>,
     /// `DATA_SAVE_MODE` (with `DATA_FILE` / `DATA_DIR`).
     pub data_save: DataSave,
+    /// `REDIS_URL` and friends: state shared with other instances; `None` = this process only.
+    pub redis: Option<crate::shared::settings::RedisSettings>,
     /// Default per-key limits for user keys without their own (0 = none).
     pub key_rpm_limit: u32,
     pub key_max_concurrent: u32,
@@ -448,26 +442,10 @@ impl Settings {
             ));
         }
 
-        let data_save = match s.get("DATA_SAVE_MODE").as_deref().map(str::trim) {
-            None | Some("none") => DataSave::None,
-            Some("file") => DataSave::File(match s.get("DATA_FILE") {
-                Some(f) => f.trim().into(),
-                None => {
-                    std::path::Path::new(s.get("DATA_DIR").as_deref().map_or("./data", str::trim))
-                        .join("qwen-gateway-data.json")
-                }
-            }),
-            Some("redis") => {
-                return Err(ConfigError(
-                    "DATA_SAVE_MODE=redis is not available in this build; use none or file".into(),
-                ))
-            }
-            Some(other) => {
-                return Err(ConfigError(format!(
-                    "DATA_SAVE_MODE must be none or file, got {other:?}"
-                )))
-            }
-        };
+        let redis = crate::shared::settings::RedisSettings::from_lookup(|k| s.get(k))
+            .map_err(ConfigError)?;
+        let data_save =
+            DataSave::from_lookup(|k| s.get(k), redis.is_some()).map_err(ConfigError)?;
 
         Ok(Settings {
             listen,
@@ -539,6 +517,7 @@ impl Settings {
             },
             grace_period_secs: s.num("GRACE_PERIOD_SECS", 30)?,
             data_save,
+            redis,
             key_rpm_limit: s.num("KEY_RPM_LIMIT", 0)?,
             key_max_concurrent: s.num("KEY_MAX_CONCURRENT", 0)?,
             graceful_shutdown_timeout_secs: s.num("GRACEFUL_SHUTDOWN_TIMEOUT_SECS", 5)?,

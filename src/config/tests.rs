@@ -53,6 +53,7 @@ fn invalid_values_name_the_setting() {
         ("VIDEO_TIMEOUT_SECS", "0"),
         ("DATA_SAVE_MODE", "redis"),
         ("DATA_SAVE_MODE", "disk"),
+        ("REDIS_URL", "http://not-redis"),
         ("KEY_RPM_LIMIT", "-1"),
         ("KEY_MAX_CONCURRENT", "many"),
     ] {
@@ -76,6 +77,26 @@ fn data_save_modes() {
             .data_save,
         DataSave::File("/x/d.json".into())
     );
+    let s = load(&[
+        ("DATA_SAVE_MODE", "redis"),
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+    ])
+    .unwrap();
+    assert_eq!(s.data_save, DataSave::Redis);
+    assert_eq!(s.redis.unwrap().prefix, "qwen-gateway:");
+    for bad in [
+        vec![("DATA_SAVE_MODE", "redis")],
+        vec![
+            ("DATA_SAVE_MODE", "file"),
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+        ],
+    ] {
+        let e = load(&bad).unwrap_err();
+        assert!(
+            e.0.contains("DATA_SAVE_MODE") && e.0.contains("REDIS_URL"),
+            "{e}"
+        );
+    }
 }
 
 #[test]

@@ -70,21 +70,21 @@ where
     let mut last: Option<Failure> = None;
     let mut unavailable = None;
     for _ in 0..=gw.settings.upstream_retries {
-        let identity = match ephemeral {
-            Some(e) if tried.is_empty() => e.clone(),
+        let guard = match ephemeral {
+            Some(e) if tried.is_empty() => InFlight::new(e.clone()),
             Some(_) => break,
-            None => match gw.pool.pick(&tried) {
-                Ok(i) => i,
+            None => match gw.acquire_identity(&tried).await {
+                Ok(g) => g,
                 Err(why) => {
                     unavailable = Some(why);
                     break;
                 }
             },
         };
+        let identity = guard.identity().clone();
         tried.push(identity.id);
         tally.attempts.fetch_add(1, Ordering::Relaxed);
         *tally.identity.lock().expect("tally lock") = Some(identity.label.clone());
-        let guard = InFlight::new(identity.clone());
         match attempt(identity.clone()).await {
             Ok(v) => {
                 crate::metrics::UPSTREAM_ATTEMPTS

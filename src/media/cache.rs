@@ -5,10 +5,13 @@
 //! processes can share: entries are written to a temporary file and renamed into place, so a
 //! reader never sees half a URL. The cache is only an optimisation: its I/O errors are
 //! logged and treated as misses, never as upload failures.
+//!
+//! With several instances (Redis), a [`RemoteCache`] is consulted after a local miss and told
+//! about every new upload, so the same file through any instance is uploaded once.
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use lru::LruCache;
@@ -27,6 +30,15 @@ pub struct UploadCache {
     backend: Backend,
     /// Entries older than this are misses; uploaded URLs may be pre-signed and expire.
     ttl: Option<Duration>,
+    remote: OnceLock<Arc<dyn RemoteCache>>,
+}
+
+/// A cache shared with other instances, behind the local one.
+#[async_trait::async_trait]
+pub trait RemoteCache: Send + Sync {
+    async fn get(&self, key: &str) -> Option<String>;
+    /// Remembers `url` (without waiting); `ttl` is the cache's entry lifetime, if any.
+    fn put(&self, key: &str, url: &str, ttl: Option<Duration>);
 }
 
 impl std::fmt::Debug for UploadCache {
@@ -67,6 +79,7 @@ impl UploadCache {
         UploadCache {
             backend: Backend::Memory(Mutex::new(LruCache::new(cap))),
             ttl: None,
+            remote: OnceLock::new(),
         }
     }
 
@@ -77,6 +90,7 @@ impl UploadCache {
         Ok(UploadCache {
             backend: Backend::Dir(path),
             ttl: None,
+            remote: OnceLock::new(),
         })
     }
 
@@ -85,6 +99,7 @@ impl UploadCache {
         UploadCache {
             backend: Backend::Off,
             ttl: None,
+            remote: OnceLock::new(),
         }
     }
 
@@ -110,6 +125,37 @@ impl UploadCache {
     pub fn with_ttl(mut self, ttl: Option<Duration>) -> UploadCache {
         self.ttl = ttl;
         self
+    }
+
+    /// Shares entries with other instances from now on (not with `CACHE_MODE=off`).
+    pub fn attach_remote(&self, remote: Arc<dyn RemoteCache>) {
+        if !matches!(self.backend, Backend::Off) {
+            let _ = self.remote.set(remote);
+        }
+    }
+
+    /// The URL for `key` here, else from the shared cache (then kept here too).
+    pub async fn lookup(&self, key: &str) -> Option<String> {
+        if let Some(url) = self.get(key) {
+            return Some(url);
+        }
+        let remote = self.remote.get()?;
+        if !valid_key(key) {
+            return None;
+        }
+        let url = remote.get(key).await.filter(|u| valid_url(u))?;
+        self.put(key, &url);
+        Some(url)
+    }
+
+    /// Remembers `url` here and in the shared cache.
+    pub fn remember(&self, key: &str, url: &str) {
+        self.put(key, url);
+        if let Some(r) = self.remote.get() {
+            if valid_key(key) && valid_url(url) {
+                r.put(key, url, self.ttl);
+            }
+        }
     }
 
     fn file(dir: &Path, key: &str) -> PathBuf {

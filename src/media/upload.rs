@@ -138,7 +138,7 @@ pub async fn upload_cached(
     opts: &UploadOptions,
 ) -> Result<Uploaded, Failure> {
     let key = content_key(&bytes);
-    if let Some(url) = cache.get(&key) {
+    if let Some(url) = cache.lookup(&key).await {
         return Ok(Uploaded {
             file_url: url,
             file_id: None,
@@ -151,7 +151,7 @@ pub async fn upload_cached(
         });
     }
     let up = upload_with(client, creds, bytes, mime, opts).await?;
-    cache.put(&key, &up.file_url);
+    cache.remember(&key, &up.file_url);
     Ok(up)
 }
 

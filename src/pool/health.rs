@@ -4,6 +4,10 @@
 //! `healthy` -> (`degraded_after` consecutive failures) `degraded`, still chosen ->
 //! (`open_after`) `down`, skipped until `open_cooldown` ends -> one half-open trial request:
 //! success closes the breaker, failure opens it again.
+//!
+//! With several instances (Redis), a rest another instance started (its cooldown or open
+//! breaker) is mirrored as `shared_until`: honoured like a local rest until it ends, never
+//! changed by this instance's own successes or failures.
 
 use std::time::{Duration, Instant};
 
@@ -45,6 +49,8 @@ pub struct Health {
     open_until: Option<Instant>,
     cooldown_until: Option<Instant>,
     trial_in_flight: bool,
+    /// A rest announced by another instance (see the module doc).
+    shared_until: Option<Instant>,
     pub last_error: Option<FailureClass>,
     pub successes: u64,
     pub failures: u64,
@@ -60,7 +66,10 @@ pub enum FollowUp {
 
 impl Health {
     pub fn state(&self, now: Instant, cfg: &BreakerSettings) -> State {
-        if self.open_until.is_some() || self.cooldown_until.is_some_and(|u| u > now) {
+        if self.open_until.is_some()
+            || self.cooldown_until.is_some_and(|u| u > now)
+            || self.shared_until.is_some_and(|u| u > now)
+        {
             State::Down
         } else if self.consecutive_failures >= cfg.degraded_after && cfg.degraded_after > 0 {
             State::Degraded
@@ -70,6 +79,29 @@ impl Health {
     }
 
     pub fn availability(&self, now: Instant) -> Availability {
+        match (self.shared_until.filter(|u| *u > now), self.local(now)) {
+            (Some(s), Availability::Until(t)) => Availability::Until(s.max(t)),
+            (Some(s), _) => Availability::Until(s),
+            (None, a) => a,
+        }
+    }
+
+    /// Sets (or clears) the rest another instance announced.
+    pub fn set_shared_rest(&mut self, until: Option<Instant>) {
+        self.shared_until = until;
+    }
+
+    /// Gives back a trial taken by `start_trial` that was not used.
+    pub fn cancel_trial(&mut self) {
+        self.trial_in_flight = false;
+    }
+
+    /// Whether this instance rests the identity (cooldown or breaker not closed).
+    pub fn resting(&self) -> bool {
+        self.open_until.is_some() || self.cooldown_until.is_some()
+    }
+
+    fn local(&self, now: Instant) -> Availability {
         if let Some(until) = self.cooldown_until.filter(|u| *u > now) {
             return Availability::Until(until.max(self.open_until.unwrap_or(until)));
         }
@@ -225,6 +257,29 @@ mod tests {
         let mut h = Health::default();
         h.on_failure(FailureClass::Empty, None, t0, &c);
         assert_eq!(h.until(t0), Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn a_shared_rest_is_honoured_until_it_ends() {
+        let c = cfg();
+        let t0 = Instant::now();
+        let mut h = Health::default();
+        h.set_shared_rest(Some(t0 + Duration::from_secs(7)));
+        assert_eq!(h.state(t0, &c), State::Down);
+        assert_eq!(h.until(t0), Some(Duration::from_secs(7)));
+        // A longer local rest wins; a success here does not lift the other instance's rest.
+        h.on_failure(
+            FailureClass::RateLimit,
+            Some(Duration::from_secs(9)),
+            t0,
+            &c,
+        );
+        assert_eq!(h.until(t0), Some(Duration::from_secs(9)));
+        h.on_success();
+        assert_eq!(h.until(t0), Some(Duration::from_secs(7)));
+        let t1 = t0 + Duration::from_secs(8);
+        assert_eq!(h.availability(t1), Availability::Yes);
+        assert_eq!(h.state(t1, &c), State::Healthy);
     }
 
     #[test]

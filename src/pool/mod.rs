@@ -12,7 +12,7 @@ pub mod tokens;
 pub mod writeback;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::config::{BreakerSettings, PoolStrategy};
@@ -160,18 +160,33 @@ impl Identity {
     }
 }
 
-/// Keeps an identity's in-flight count right however the request ends.
-pub struct InFlight(Arc<Identity>);
+/// Keeps an identity's in-flight count right however the request ends (and, with several
+/// instances, holds its shared lease until then).
+pub struct InFlight(Arc<Identity>, Option<Box<dyn Send + Sync>>);
 
 impl InFlight {
     pub fn new(id: Arc<Identity>) -> Self {
         id.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(id)
+        InFlight(id, None)
+    }
+
+    /// Holds `lease` as long as this count.
+    pub fn with_lease(mut self, lease: Box<dyn Send + Sync>) -> Self {
+        self.1 = Some(lease);
+        self
     }
 
     pub fn identity(&self) -> &Arc<Identity> {
         &self.0
     }
+}
+
+/// Told about rests this instance starts and ends, so other instances can honour them.
+pub trait HealthSink: Send + Sync {
+    /// `identity` rests for `rest` from now (a cooldown or an open breaker).
+    fn rested(&self, identity: &Identity, rest: Duration);
+    /// `identity` served again after resting here.
+    fn recovered(&self, identity: &Identity);
 }
 
 impl Drop for InFlight {
@@ -201,6 +216,7 @@ pub struct IdentityPool {
     strategy: PoolStrategy,
     cap: AtomicUsize,
     breaker: BreakerSettings,
+    sink: OnceLock<Arc<dyn HealthSink>>,
 }
 
 impl IdentityPool {
@@ -218,6 +234,7 @@ impl IdentityPool {
             strategy,
             cap: AtomicUsize::new(cap),
             breaker,
+            sink: OnceLock::new(),
         }
     }
 
@@ -284,6 +301,31 @@ impl IdentityPool {
     /// The per-identity in-flight cap (0 = none), changeable at runtime.
     pub fn set_cap(&self, cap: usize) {
         self.cap.store(cap, Ordering::Relaxed);
+    }
+
+    pub fn cap(&self) -> usize {
+        self.cap.load(Ordering::Relaxed)
+    }
+
+    /// Where rests are announced (set once, when instances share state).
+    pub fn set_sink(&self, sink: Arc<dyn HealthSink>) {
+        let _ = self.sink.set(sink);
+    }
+
+    /// Applies a rest announced by another instance to every identity with `fingerprint`
+    /// (`None`: no rest there now).
+    pub fn apply_shared_rest(&self, fingerprint: &str, rest: Option<Duration>, now: Instant) {
+        for id in self.all().iter().filter(|i| i.fingerprint == fingerprint) {
+            id.health
+                .lock()
+                .expect("health lock")
+                .set_shared_rest(rest.map(|d| now + d));
+        }
+    }
+
+    /// Gives back a half-open trial taken by a pick that was not used.
+    pub fn cancel_trial(&self, identity: &Identity) {
+        identity.health.lock().expect("health lock").cancel_trial();
     }
 
     pub fn breaker(&self) -> &BreakerSettings {
@@ -365,7 +407,17 @@ impl IdentityPool {
     }
 
     pub fn report_success(&self, identity: &Identity) {
-        identity.health.lock().expect("health lock").on_success();
+        let was_resting = {
+            let mut h = identity.health.lock().expect("health lock");
+            let r = h.resting();
+            h.on_success();
+            r
+        };
+        if was_resting {
+            if let Some(sink) = self.sink.get() {
+                sink.recovered(identity);
+            }
+        }
     }
 
     pub fn report_failure(&self, identity: &Identity, f: &Failure) {
@@ -373,12 +425,19 @@ impl IdentityPool {
     }
 
     pub fn report_failure_at(&self, identity: &Identity, f: &Failure, now: Instant) {
-        let follow = identity.health.lock().expect("health lock").on_failure(
-            f.class,
-            f.retry_after.map(Duration::from_secs),
-            now,
-            &self.breaker,
-        );
+        let (follow, rest) = {
+            let mut h = identity.health.lock().expect("health lock");
+            let follow = h.on_failure(
+                f.class,
+                f.retry_after.map(Duration::from_secs),
+                now,
+                &self.breaker,
+            );
+            (follow, h.resting().then(|| h.until(now)).flatten())
+        };
+        if let (Some(rest), Some(sink)) = (rest, self.sink.get()) {
+            sink.rested(identity, rest);
+        }
         if follow == FollowUp::RefreshToken {
             identity.refresh_requested.store(true, Ordering::Relaxed);
         }

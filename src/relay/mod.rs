@@ -44,21 +44,21 @@ pub async fn run(
     let tool_retry = usize::from(plan.tools.as_ref().is_some_and(|t| t.must_call()));
     let max_attempts = 1 + gw.runtime().upstream_retries + tool_retry;
     for _ in 0..max_attempts {
-        let identity = match &ephemeral {
-            Some(e) if tried.is_empty() => e.clone(),
+        let guard = match &ephemeral {
+            Some(e) if tried.is_empty() => InFlight::new(e.clone()),
             Some(_) => break,
-            None => match gw.pool.pick(&tried) {
-                Ok(i) => i,
+            None => match gw.acquire_identity(&tried).await {
+                Ok(g) => g,
                 Err(why) => {
                     unavailable = Some(why);
                     break;
                 }
             },
         };
+        let identity = guard.identity().clone();
         tried.push(identity.id);
         ctx.attempts += 1;
         ctx.identity = Some(identity.label.clone());
-        let guard = InFlight::new(identity.clone());
         let outcome = attempt::run(
             gw,
             session,

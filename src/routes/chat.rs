@@ -25,9 +25,9 @@ pub async fn read_json(
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> Result<(Option<ClientCredentials>, Bytes), ApiError> {
-    let (caller, client_creds) = super::authenticate(gw, session)?;
+    let (caller, client_creds) = super::authenticate(gw, session).await?;
     ctx.caller = caller.name();
-    super::admit(gw, ctx, &caller)?;
+    super::admit(gw, ctx, &caller).await?;
     let ct = session
         .req_header()
         .headers

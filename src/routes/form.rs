@@ -23,7 +23,7 @@ pub async fn read(
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> Result<(Option<ClientCredentials>, Fields), ApiError> {
-    let (caller, creds) = super::authenticate(gw, session)?;
+    let (caller, creds) = super::authenticate(gw, session).await?;
     ctx.caller = caller.name();
     let ct = session
         .req_header()

@@ -80,6 +80,11 @@ pub fn report(gw: &Gateway) -> serde_json::Value {
             "chat_cleanup": format!("{:?}", s.chat_cleanup),
             "upstream": gw.upstream.base.origin(),
         },
+        // Whether instances share state, and whether Redis answers (never its URL).
+        "shared_state": gw.state.shared().map(|sh| json!({
+            "redis": if sh.is_degraded() { "degraded" } else { "up" },
+            "instance": sh.instance,
+        })),
         "token": {
             "valid": valid > 0,
             "expires_at": soonest,

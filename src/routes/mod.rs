@@ -21,7 +21,7 @@ use crate::relay::render::Dialect;
 use crate::respond;
 
 /// Authenticates an API request; in client mode also returns the caller's upstream credentials.
-pub fn authenticate(
+pub async fn authenticate(
     gw: &Gateway,
     session: &Session,
 ) -> Result<(Caller, Option<ClientCredentials>), ApiError> {
@@ -29,25 +29,34 @@ pub fn authenticate(
     let authz = h.get("authorization").and_then(|v| v.to_str().ok());
     let xkey = h.get("x-api-key").and_then(|v| v.to_str().ok());
     let presented = auth::presented_key(authz, xkey);
-    if gw.settings.server_mode {
-        return Ok((gw.state.keys.identify(presented)?, None));
-    }
-    let (key, creds) = auth::split_client_mode(presented.unwrap_or(""));
-    let key = (!key.is_empty()).then_some(key);
-    let caller = gw.state.keys.identify(key)?;
-    Ok((caller, Some(creds)))
+    let (key, creds) = if gw.settings.server_mode {
+        (presented, None)
+    } else {
+        let (key, creds) = auth::split_client_mode(presented.unwrap_or(""));
+        ((!key.is_empty()).then_some(key), Some(creds))
+    };
+    let caller = match gw.state.keys.identify(key) {
+        // A key added on another instance a moment ago: one version check (and a reload
+        // when the data changed) instead of waiting for its event.
+        Err(e) if key.is_some() && gw.state.shared().is_some() => {
+            crate::shared::sync::reload_if_changed(gw).await;
+            gw.state.keys.identify(key).map_err(|_| e)?
+        }
+        r => r?,
+    };
+    Ok((caller, creds))
 }
 
 /// Applies a user key's own limits (requests per minute, concurrent requests) on the routes
 /// that reach the upstream. The admin key and an open gateway are not limited.
-pub fn admit(gw: &Gateway, ctx: &mut RequestCtx, caller: &Caller) -> Result<(), ApiError> {
+pub async fn admit(gw: &Gateway, ctx: &mut RequestCtx, caller: &Caller) -> Result<(), ApiError> {
     let Caller::User(key) = caller else {
         return Ok(());
     };
     if !matches!(ctx.route, "chat" | "messages" | "responses" | "coder") {
         return Ok(());
     }
-    match gw.state.admit(key) {
+    match gw.state.admit(key).await {
         Ok(permit) => {
             ctx.permit = Some(permit);
             Ok(())
@@ -130,7 +139,7 @@ pub async fn handle(
         }
         ("GET" | "POST", "/cli/v1/models") => {
             ctx.route = "coder_models";
-            match authenticate(gw, session) {
+            match authenticate(gw, session).await {
                 Ok((caller, _)) => {
                     ctx.caller = caller.name();
                     crate::coder::models(session, ctx).await

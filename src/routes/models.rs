@@ -17,7 +17,7 @@ pub async fn handle(
 ) -> Result<(), ApiError> {
     let mut client_creds = None;
     if needs_key {
-        let (caller, creds) = super::authenticate(gw, session)?;
+        let (caller, creds) = super::authenticate(gw, session).await?;
         ctx.caller = caller.name();
         client_creds = creds;
     }

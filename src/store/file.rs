@@ -66,6 +66,7 @@ fn create_dir(dir: &Path) -> std::io::Result<()> {
     b.create(dir)
 }
 
+#[async_trait::async_trait]
 impl Backend for FileBackend {
     fn name(&self) -> &'static str {
         "file"
@@ -75,7 +76,17 @@ impl Backend for FileBackend {
         format!("DATA_FILE {}", self.path.display())
     }
 
-    fn load(&self) -> Result<Option<Document>, StoreError> {
+    async fn load(&self) -> Result<Option<Document>, StoreError> {
+        self.read()
+    }
+
+    async fn save(&self, _: &Document, doc: &Document) -> Result<(), StoreError> {
+        self.write(doc)
+    }
+}
+
+impl FileBackend {
+    fn read(&self) -> Result<Option<Document>, StoreError> {
         let text = match fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -100,7 +111,7 @@ impl Backend for FileBackend {
         })
     }
 
-    fn save(&self, doc: &Document) -> Result<(), StoreError> {
+    fn write(&self, doc: &Document) -> Result<(), StoreError> {
         let err = |what: &str, e: std::io::Error| {
             StoreError(format!("DATA_FILE {}: {what}: {e}", self.path.display()))
         };
@@ -143,12 +154,12 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         let path = dir.join("sub").join("data.json");
         let b = FileBackend::new(path.clone());
-        assert!(b.load().unwrap().is_none());
+        assert!(b.read().unwrap().is_none());
         let mut doc = Document::default();
         doc.settings
             .insert("upstream_retries".into(), serde_json::json!(3));
-        b.save(&doc).unwrap();
-        b.save(&doc).unwrap();
+        b.write(&doc).unwrap();
+        b.write(&doc).unwrap();
         assert!(!b.tmp_path().exists());
         #[cfg(unix)]
         {
@@ -156,10 +167,10 @@ mod tests {
             let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
-        let back = b.load().unwrap().unwrap();
+        let back = b.read().unwrap().unwrap();
         assert_eq!(back.settings["upstream_retries"], 3);
         fs::write(&path, "{ not json").unwrap();
-        assert!(b.load().unwrap_err().0.contains("DATA_FILE"));
+        assert!(b.read().unwrap_err().0.contains("DATA_FILE"));
         fs::remove_dir_all(&dir).unwrap();
     }
 }

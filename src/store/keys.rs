@@ -263,6 +263,29 @@ impl KeyRegistry {
         Some(Ok(new))
     }
 
+    /// Adds or replaces (by id) a key saved elsewhere; one with a configured key's digest is
+    /// ignored (the configuration wins).
+    pub fn put_stored(&self, mut entry: KeyEntry) {
+        let Some(d) = unhex(&entry.sha256) else {
+            return;
+        };
+        entry.origin = Origin::Admin;
+        entry.admin = false;
+        let mut guard = self.keys.write().expect("keys lock");
+        if guard.iter().any(|(e, dd)| {
+            (*dd == d && e.id != entry.id) || (e.id == entry.id && e.origin == Origin::Env)
+        }) {
+            return;
+        }
+        let mut list = (**guard).clone();
+        let e = Arc::new(entry);
+        match list.iter().position(|(x, _)| x.id == e.id) {
+            Some(pos) => list[pos] = (e, d),
+            None => list.push((e, d)),
+        }
+        *guard = Arc::new(list);
+    }
+
     pub fn remove(&self, id: &str) -> Option<Arc<KeyEntry>> {
         let mut guard = self.keys.write().expect("keys lock");
         let pos = guard.iter().position(|(e, _)| e.id == id)?;

@@ -1,5 +1,5 @@
 //! Per-key admission: requests per minute (a sliding one-minute window) and concurrent
-//! requests. `Limiter` is the seam for a shared (e.g. Redis) implementation; `MemoryLimiter`
+//! requests. `Limiter` is the seam for the shared one (`shared::limiter`, Redis); `MemoryLimiter`
 //! keeps the counts in this process. No lock is held beyond the check itself.
 
 use std::collections::{HashMap, VecDeque};
@@ -38,17 +38,19 @@ impl Permit {
     }
 }
 
+#[async_trait::async_trait]
 pub trait Limiter: Send + Sync {
     /// Admits one request for `key` or says why not. An admitted request counts against the
     /// minute's budget at once and against the concurrency limit until the permit drops.
-    fn admit(&self, key: &str, limits: Limits, now: Instant) -> Result<Permit, Refusal>;
+    async fn admit(&self, key: &str, limits: Limits) -> Result<Permit, Refusal>;
     /// Requests of `key` running now.
-    fn in_flight(&self, key: &str) -> usize;
+    async fn in_flight(&self, key: &str) -> usize;
     /// Forgets a removed key.
     fn forget(&self, key: &str);
 }
 
-const WINDOW: Duration = Duration::from_secs(60);
+/// The sliding window of the requests-per-minute limit.
+pub const WINDOW: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
 struct KeyWindow {
@@ -81,8 +83,24 @@ impl MemoryLimiter {
     }
 }
 
+#[async_trait::async_trait]
 impl Limiter for MemoryLimiter {
-    fn admit(&self, key: &str, limits: Limits, now: Instant) -> Result<Permit, Refusal> {
+    async fn admit(&self, key: &str, limits: Limits) -> Result<Permit, Refusal> {
+        self.admit_at(key, limits, Instant::now())
+    }
+
+    async fn in_flight(&self, key: &str) -> usize {
+        self.running(key)
+    }
+
+    fn forget(&self, key: &str) {
+        self.keys.lock().expect("limiter lock").remove(key);
+    }
+}
+
+impl MemoryLimiter {
+    /// [`Limiter::admit`] at an explicit instant (tests drive time with it).
+    pub fn admit_at(&self, key: &str, limits: Limits, now: Instant) -> Result<Permit, Refusal> {
         let w = self.window(key);
         let mut recent = w.recent.lock().expect("window lock");
         while recent
@@ -112,16 +130,12 @@ impl Limiter for MemoryLimiter {
         Ok(Permit::with(Box::new(Slot(w))))
     }
 
-    fn in_flight(&self, key: &str) -> usize {
+    pub fn running(&self, key: &str) -> usize {
         self.keys
             .lock()
             .expect("limiter lock")
             .get(key)
             .map_or(0, |w| w.in_flight.load(Ordering::Acquire))
-    }
-
-    fn forget(&self, key: &str) {
-        self.keys.lock().expect("limiter lock").remove(key);
     }
 }
 
@@ -137,17 +151,17 @@ mod tests {
             rpm: 2,
             concurrent: 0,
         };
-        let _a = l.admit("k", lim, t0).unwrap();
-        let _b = l.admit("k", lim, t0 + Duration::from_secs(10)).unwrap();
-        match l.admit("k", lim, t0 + Duration::from_secs(20)) {
+        let _a = l.admit_at("k", lim, t0).unwrap();
+        let _b = l.admit_at("k", lim, t0 + Duration::from_secs(10)).unwrap();
+        match l.admit_at("k", lim, t0 + Duration::from_secs(20)) {
             Err(Refusal::Rpm { retry_after, .. }) => {
                 assert_eq!(retry_after, Duration::from_secs(40))
             }
             _ => panic!("expected a refusal"),
         }
         // Other keys have their own budget.
-        assert!(l.admit("other", lim, t0).is_ok());
-        assert!(l.admit("k", lim, t0 + Duration::from_secs(60)).is_ok());
+        assert!(l.admit_at("other", lim, t0).is_ok());
+        assert!(l.admit_at("k", lim, t0 + Duration::from_secs(60)).is_ok());
     }
 
     #[test]
@@ -158,14 +172,14 @@ mod tests {
             rpm: 0,
             concurrent: 1,
         };
-        let p = l.admit("k", lim, t).unwrap();
-        assert_eq!(l.in_flight("k"), 1);
+        let p = l.admit_at("k", lim, t).unwrap();
+        assert_eq!(l.running("k"), 1);
         assert!(matches!(
-            l.admit("k", lim, t),
+            l.admit_at("k", lim, t),
             Err(Refusal::Concurrency { limit: 1 })
         ));
         drop(p);
-        assert_eq!(l.in_flight("k"), 0);
-        assert!(l.admit("k", lim, t).is_ok());
+        assert_eq!(l.running("k"), 0);
+        assert!(l.admit_at("k", lim, t).is_ok());
     }
 }

@@ -3,28 +3,33 @@
 //!
 //! Call sites use [`State`] only. Durable storage sits behind the small [`Backend`] trait
 //! (load the whole document at start, save it after a change), and admission behind
-//! [`limits::Limiter`]; `DATA_SAVE_MODE=none` and `file` are the backends here. A shared
-//! backend (e.g. Redis) implements the same two traits and is chosen in [`State::open`];
-//! nothing else changes.
+//! [`limits::Limiter`]; `DATA_SAVE_MODE=none` and `file` are the backends here. With
+//! `REDIS_URL`, `shared::backend` and `shared::limiter` implement the same two traits (chosen
+//! in [`State::open`]), usage goes to Redis, and other instances' changes are merged in by
+//! [`State::apply_remote`] (`merge.rs`).
 
 pub mod file;
 pub mod keys;
 pub mod limits;
+mod merge;
+pub mod mode;
 pub mod settings;
 pub mod usage;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::{DataSave, Settings};
+use crate::shared::Shared;
 use keys::{KeyEntry, KeyRegistry};
 use limits::{Limiter, Limits, MemoryLimiter, Permit, Refusal};
 use settings::{Overrides, Runtime};
 use usage::{Counters, Delta, UsageBook};
+
+pub use merge::RemoteIdentities;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreError(pub String);
@@ -102,6 +107,7 @@ pub struct Document {
 pub const DOCUMENT_VERSION: u32 = 1;
 
 /// Durable storage of the document.
+#[async_trait::async_trait]
 pub trait Backend: Send + Sync {
     /// The `DATA_SAVE_MODE` value.
     fn name(&self) -> &'static str;
@@ -109,24 +115,31 @@ pub trait Backend: Send + Sync {
     fn location(&self) -> String {
         format!("DATA_SAVE_MODE={}", self.name())
     }
+    /// Whether usage is saved in the document (false: it is kept elsewhere).
+    fn keeps_usage(&self) -> bool {
+        true
+    }
     /// The saved document, or `None` when nothing was saved yet.
-    fn load(&self) -> Result<Option<Document>, StoreError>;
-    fn save(&self, doc: &Document) -> Result<(), StoreError>;
+    async fn load(&self) -> Result<Option<Document>, StoreError>;
+    /// Saves `doc`; `before` is the document as last saved or loaded, for backends that
+    /// write only what changed.
+    async fn save(&self, before: &Document, doc: &Document) -> Result<(), StoreError>;
 }
 
 /// `DATA_SAVE_MODE=none`: changes live in memory only.
 pub struct MemoryBackend;
 
+#[async_trait::async_trait]
 impl Backend for MemoryBackend {
     fn name(&self) -> &'static str {
         "none"
     }
 
-    fn load(&self) -> Result<Option<Document>, StoreError> {
+    async fn load(&self) -> Result<Option<Document>, StoreError> {
         Ok(None)
     }
 
-    fn save(&self, _: &Document) -> Result<(), StoreError> {
+    async fn save(&self, _: &Document, _: &Document) -> Result<(), StoreError> {
         Ok(())
     }
 }
@@ -142,34 +155,50 @@ pub struct State {
     pub usage: UsageBook,
     limiter: Box<dyn Limiter>,
     backend: Box<dyn Backend>,
+    /// Set when instances share state (usage then goes there).
+    shared: Option<Arc<Shared>>,
     /// The runtime settings as configured; overrides apply on top.
     base: Runtime,
     overrides: RwLock<Overrides>,
     runtime: RwLock<Arc<Runtime>>,
     identities: Mutex<IdentityBook>,
-    /// Serialises saves, so an older snapshot never replaces a newer one.
-    save_lock: Mutex<()>,
+    /// The document as last saved or loaded. Held while saving, so saves never interleave
+    /// and an older snapshot never replaces a newer one.
+    saved: tokio::sync::Mutex<Document>,
 }
 
 impl State {
-    /// Opens the configured backend and merges what it saved with the configuration.
-    pub fn open(settings: &Settings) -> Result<State, StoreError> {
-        let backend: Box<dyn Backend> = match &settings.data_save {
-            DataSave::None => Box::new(MemoryBackend),
-            DataSave::File(path) => Box::new(file::FileBackend::new(path.clone())),
-        };
-        let state = Self::with_backend(settings, backend, Box::<MemoryLimiter>::default())?;
+    /// Opens the configured backend (Redis when `shared` is given) and merges what it saved
+    /// with the configuration.
+    pub async fn open(
+        settings: &Settings,
+        shared: Option<Arc<Shared>>,
+    ) -> Result<State, StoreError> {
+        let (backend, limiter): (Box<dyn Backend>, Box<dyn Limiter>) =
+            match (&shared, &settings.data_save) {
+                (Some(s), _) => (
+                    Box::new(crate::shared::backend::RedisBackend::new(s.clone())),
+                    Box::new(crate::shared::limiter::RedisLimiter::new(s.clone())),
+                ),
+                (None, DataSave::File(path)) => (
+                    Box::new(file::FileBackend::new(path.clone())),
+                    Box::<MemoryLimiter>::default(),
+                ),
+                (None, _) => (Box::new(MemoryBackend), Box::<MemoryLimiter>::default()),
+            };
+        let mut state = Self::with_backend(settings, backend, limiter).await?;
+        state.shared = shared;
         // Saving once now finds an unwritable place at start, not at the first admin change.
-        state.persist()?;
+        state.persist().await?;
         Ok(state)
     }
 
-    pub fn with_backend(
+    pub async fn with_backend(
         settings: &Settings,
         backend: Box<dyn Backend>,
         limiter: Box<dyn Limiter>,
     ) -> Result<State, StoreError> {
-        let doc = backend.load()?.unwrap_or_default();
+        let doc = backend.load().await?.unwrap_or_default();
         if doc.version > DOCUMENT_VERSION {
             return Err(StoreError(format!(
                 "the saved data ({}) has version {}, newer than this build's {}",
@@ -186,19 +215,24 @@ impl State {
             ))
         })?;
         Ok(State {
-            keys: KeyRegistry::new(&settings.api_keys, doc.keys),
-            usage: UsageBook::new(doc.usage),
+            keys: KeyRegistry::new(&settings.api_keys, doc.keys.clone()),
+            usage: UsageBook::new(doc.usage.clone()),
             limiter,
             backend,
+            shared: None,
             base,
-            overrides: RwLock::new(doc.settings),
+            overrides: RwLock::new(doc.settings.clone()),
             runtime: RwLock::new(Arc::new(runtime)),
             identities: Mutex::new(IdentityBook {
-                records: doc.identities,
-                configured: doc.configured_identities,
+                records: doc.identities.clone(),
+                configured: doc.configured_identities.clone(),
             }),
-            save_lock: Mutex::new(()),
+            saved: tokio::sync::Mutex::new(doc),
         })
+    }
+
+    pub fn shared(&self) -> Option<&Arc<Shared>> {
+        self.shared.as_ref()
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -220,7 +254,7 @@ impl State {
 
     /// Applies a settings change (see `settings::patch`) and saves it; on a failed save the
     /// change is undone.
-    pub fn patch_settings(
+    pub async fn patch_settings(
         &self,
         body: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Arc<Runtime>, PatchError> {
@@ -230,7 +264,7 @@ impl State {
         let r = Arc::new(r);
         *self.overrides.write().expect("overrides lock") = next;
         *self.runtime.write().expect("runtime lock") = r.clone();
-        if let Err(e) = self.persist() {
+        if let Err(e) = self.persist().await {
             *self.overrides.write().expect("overrides lock") = old;
             *self.runtime.write().expect("runtime lock") = old_runtime;
             return Err(PatchError::Save(e));
@@ -247,13 +281,13 @@ impl State {
         }
     }
 
-    pub fn admit(&self, key: &KeyEntry) -> Result<Permit, Refusal> {
-        self.limiter
-            .admit(&key.id, self.limits_for(key), Instant::now())
+    pub async fn admit(&self, key: &KeyEntry) -> Result<Permit, Refusal> {
+        self.limiter.admit(&key.id, self.limits_for(key)).await
     }
 
-    pub fn in_flight(&self, key_id: &str) -> usize {
-        self.limiter.in_flight(key_id)
+    /// Requests of the key running now (on every instance, when they share state).
+    pub async fn in_flight(&self, key_id: &str) -> usize {
+        self.limiter.in_flight(key_id).await
     }
 
     pub fn forget_key(&self, key_id: &str) {
@@ -261,7 +295,33 @@ impl State {
     }
 
     pub fn record_usage(&self, key_id: &str, d: Delta) {
-        self.usage.record(key_id, d, keys::now_secs());
+        match &self.shared {
+            Some(s) => s.record_usage(key_id, d, keys::now_secs()),
+            None => self.usage.record(key_id, d, keys::now_secs()),
+        }
+    }
+
+    /// Every key's usage (summed over the instances when they share state).
+    pub async fn usage_snapshot(&self) -> Result<BTreeMap<String, Counters>, StoreError> {
+        match &self.shared {
+            Some(s) => s.usage_totals().await.ok_or_else(|| {
+                StoreError("the shared usage counters could not be read from Redis".into())
+            }),
+            None => Ok(self.usage.snapshot()),
+        }
+    }
+
+    /// Resets one key's usage, or all, and saves.
+    pub async fn reset_usage(&self, key: Option<&str>) -> Result<(), StoreError> {
+        match &self.shared {
+            Some(s) => s.reset_usage(key).await.then_some(()).ok_or_else(|| {
+                StoreError("the shared usage counters could not be reset in Redis".into())
+            }),
+            None => {
+                self.usage.reset(key);
+                self.persist().await
+            }
+        }
     }
 
     pub fn identity_records(&self) -> Vec<IdentityRecord> {
@@ -284,7 +344,7 @@ impl State {
 
     /// Changes the saved identity data with `f`, saves, and undoes the change if the save
     /// fails.
-    pub fn change_identities(
+    pub async fn change_identities(
         &self,
         f: impl FnOnce(&mut Vec<IdentityRecord>, &mut BTreeMap<String, ConfiguredOverride>),
     ) -> Result<(), StoreError> {
@@ -298,7 +358,7 @@ impl State {
             f(records, configured);
             before
         };
-        if let Err(e) = self.persist() {
+        if let Err(e) = self.persist().await {
             let mut book = self.identities.lock().expect("identities lock");
             book.records = before.0;
             book.configured = before.1;
@@ -320,23 +380,30 @@ impl State {
             identities: records,
             configured_identities: configured,
             settings: self.overrides(),
-            usage: self.usage.snapshot(),
+            usage: if self.backend.keeps_usage() {
+                self.usage.snapshot()
+            } else {
+                BTreeMap::new()
+            },
         }
     }
 
     /// Saves the current state through the backend (a no-op with `DATA_SAVE_MODE=none`).
-    /// Locks are only held while the snapshot is taken and written, never across an await.
-    pub fn persist(&self) -> Result<(), StoreError> {
-        let _g = self.save_lock.lock().expect("save lock");
+    /// Only the async save lock is held across the write; the snapshot's locks are not.
+    pub async fn persist(&self) -> Result<(), StoreError> {
+        let mut saved = self.saved.lock().await;
         let doc = self.document();
-        self.backend.save(&doc).inspect_err(|e| {
-            log::error!("saving the data failed: {e}");
-        })
+        self.backend
+            .save(&saved, &doc)
+            .await
+            .inspect_err(|e| log::error!("saving the data failed: {e}"))?;
+        *saved = doc;
+        Ok(())
     }
 
     /// Saves when the usage counters changed since the last flush.
-    pub fn flush_usage(&self) {
-        if self.usage.take_dirty() && self.persist().is_err() {
+    pub async fn flush_usage(&self) {
+        if self.usage.take_dirty() && self.persist().await.is_err() {
             // Try again on the next flush.
             self.usage.reset_dirty();
         }
@@ -364,9 +431,9 @@ impl pingora::services::background::BackgroundService for FlushService {
         let mut tick = tokio::time::interval(USAGE_FLUSH_INTERVAL);
         loop {
             tokio::select! {
-                _ = tick.tick() => self.gw.state.flush_usage(),
+                _ = tick.tick() => self.gw.state.flush_usage().await,
                 _ = shutdown.changed() => {
-                    self.gw.state.flush_usage();
+                    self.gw.state.flush_usage().await;
                     return;
                 }
             }

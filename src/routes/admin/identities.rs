@@ -217,7 +217,11 @@ pub async fn add(
     }
     let ident = gw.pool.add_unique(ident).map_err(|_| exists())?;
     let rec = record.clone();
-    if let Err(e) = gw.state.change_identities(|records, _| records.push(rec)) {
+    if let Err(e) = gw
+        .state
+        .change_identities(|records, _| records.push(rec))
+        .await
+    {
         gw.pool.remove(ident.id);
         return Err(save_failed(&e));
     }
@@ -246,7 +250,8 @@ pub async fn remove(
             Some(uid) => records.retain(|r| &r.uid != uid),
             // A configured identity would come back at the next start: remember the removal.
             None => configured.entry(fp).or_default().removed = true,
-        });
+        })
+        .await;
     if let Err(e) = saved {
         gw.pool.restore(removed);
         return Err(save_failed(&e));
@@ -298,7 +303,8 @@ pub async fn action(
                     configured.remove(&fp);
                 }
             }
-        });
+        })
+        .await;
     if let Err(e) = saved {
         ident.disabled.store(was, Ordering::Relaxed);
         return Err(save_failed(&e));

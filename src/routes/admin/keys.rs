@@ -10,8 +10,9 @@ use crate::gateway::Gateway;
 use crate::openai::error::ApiError;
 use crate::store::keys::{self, KeyEntry, Origin};
 
-pub(super) fn key_json(gw: &Gateway, k: &KeyEntry) -> Value {
+pub(super) async fn key_json(gw: &Gateway, k: &KeyEntry) -> Value {
     let lim = gw.state.limits_for(k);
+    let in_flight = gw.state.in_flight(&k.id).await;
     json!({
         "id": k.id,
         "object": "api_key",
@@ -24,7 +25,7 @@ pub(super) fn key_json(gw: &Gateway, k: &KeyEntry) -> Value {
         // What applies now: the key's own limit or the default; the admin key has none.
         "effective_rpm_limit": if k.admin { 0 } else { lim.rpm },
         "effective_max_concurrent": if k.admin { 0 } else { lim.concurrent },
-        "in_flight": gw.state.in_flight(&k.id),
+        "in_flight": in_flight,
         "created_at": (k.created_at > 0).then_some(k.created_at),
     })
 }
@@ -34,13 +35,10 @@ pub async fn list(
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> Result<(), ApiError> {
-    let data: Vec<Value> = gw
-        .state
-        .keys
-        .list()
-        .iter()
-        .map(|k| key_json(gw, k))
-        .collect();
+    let mut data: Vec<Value> = Vec::new();
+    for k in gw.state.keys.list() {
+        data.push(key_json(gw, &k).await);
+    }
     reply(session, ctx, 200, &json!({"object": "list", "data": data})).await
 }
 
@@ -123,12 +121,12 @@ pub async fn add(
             "That key is already in use.",
         )
     })?;
-    if let Err(e) = gw.state.persist() {
+    if let Err(e) = gw.state.persist().await {
         gw.state.keys.remove(&added.id);
         return Err(save_failed(&e));
     }
     log::info!("admin: added API key {} ({})", added.id, added.masked);
-    let mut v = key_json(gw, &added);
+    let mut v = key_json(gw, &added).await;
     // The only time the key itself is shown.
     v["key"] = Value::String(secret);
     reply(session, ctx, 201, &v).await
@@ -185,13 +183,13 @@ pub async fn update(
             Ok(n)
         })
         .ok_or_else(|| not_found(id))??;
-    if let Err(e) = gw.state.persist() {
+    if let Err(e) = gw.state.persist().await {
         if let Some(old) = old {
             let _ = gw.state.keys.update(id, |_| Ok::<_, ()>(old));
         }
         return Err(save_failed(&e));
     }
-    reply(session, ctx, 200, &key_json(gw, &updated)).await
+    reply(session, ctx, 200, &key_json(gw, &updated).await).await
 }
 
 pub async fn remove(
@@ -205,7 +203,7 @@ pub async fn remove(
         return Err(configured(id));
     }
     let removed = gw.state.keys.remove(id).ok_or_else(|| not_found(id))?;
-    if let Err(e) = gw.state.persist() {
+    if let Err(e) = gw.state.persist().await {
         let _ = gw.state.keys.add((*removed).clone());
         return Err(save_failed(&e));
     }

@@ -27,7 +27,7 @@ use crate::respond;
 const BODY_LIMIT: usize = 64 * 1024;
 
 /// Admin routes need the admin key; with no keys configured they are closed, not open.
-pub fn require_admin(
+pub async fn require_admin(
     gw: &Gateway,
     session: &Session,
     ctx: &mut RequestCtx,
@@ -35,7 +35,7 @@ pub fn require_admin(
     if gw.state.keys.is_empty() {
         return Err(ApiError::forbidden());
     }
-    let (caller, _) = super::authenticate(gw, session)?;
+    let (caller, _) = super::authenticate(gw, session).await?;
     ctx.caller = caller.name();
     match caller {
         Caller::Admin => Ok(()),
@@ -60,7 +60,7 @@ pub async fn handle(
     }
     // Everything else needs the admin key first, unknown paths included: a caller without
     // it learns nothing about the API.
-    require_admin(gw, session, ctx)?;
+    require_admin(gw, session, ctx).await?;
     let rest = path.trim_start_matches("/admin").trim_matches('/');
     let parts: Vec<&str> = rest.split('/').collect();
     match (method, parts.as_slice()) {
@@ -241,6 +241,6 @@ pub async fn refresh_tokens(
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> Result<(), ApiError> {
-    require_admin(gw, session, ctx)?;
+    require_admin(gw, session, ctx).await?;
     refresh_all(gw, session, ctx).await
 }

@@ -46,7 +46,7 @@ pub async fn update(
         Some(Value::Object(inner)) if body.len() == 1 => inner.clone(),
         _ => body,
     };
-    let rt = gw.state.patch_settings(&body).map_err(|e| match e {
+    let rt = gw.state.patch_settings(&body).await.map_err(|e| match e {
         PatchError::Invalid(m) => ApiError::invalid(m),
         PatchError::Save(e) => save_failed(&e),
     })?;

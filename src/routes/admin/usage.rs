@@ -12,8 +12,9 @@ use crate::gateway::Gateway;
 use crate::openai::error::ApiError;
 use crate::store::usage::Counters;
 
-fn row(key_id: &str, c: &Counters, gw: &Gateway) -> Value {
+async fn row(key_id: &str, c: &Counters, gw: &Gateway) -> Value {
     let key = gw.state.keys.get(key_id);
+    let in_flight = gw.state.in_flight(key_id).await;
     json!({
         "key_id": key_id,
         "name": key.as_ref().map(|k| k.name.clone()),
@@ -25,9 +26,20 @@ fn row(key_id: &str, c: &Counters, gw: &Gateway) -> Value {
         "total_tokens": c.prompt_tokens.saturating_add(c.completion_tokens),
         "errors": c.errors,
         "rate_limited": c.rate_limited,
-        "in_flight": gw.state.in_flight(key_id),
+        "in_flight": in_flight,
         "last_used_at": (c.last_used_at > 0).then_some(c.last_used_at),
     })
+}
+
+/// The shared counters could not be read (Redis is not answering).
+fn unavailable(e: &crate::store::StoreError) -> ApiError {
+    ApiError::new(
+        503,
+        "server_error",
+        "shared_state_unavailable",
+        e.to_string(),
+    )
+    .with_retry_after(1)
 }
 
 pub async fn list(
@@ -35,16 +47,23 @@ pub async fn list(
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> Result<(), ApiError> {
-    let mut by_key: BTreeMap<String, Counters> = gw.state.usage.snapshot();
+    let mut by_key: BTreeMap<String, Counters> = gw
+        .state
+        .usage_snapshot()
+        .await
+        .map_err(|e| unavailable(&e))?;
     // Every current key has a row, used or not.
     let order: Vec<String> = gw.state.keys.list().iter().map(|k| k.id.clone()).collect();
     for id in &order {
         by_key.entry(id.clone()).or_default();
     }
-    let mut data: Vec<Value> = order.iter().map(|id| row(id, &by_key[id], gw)).collect();
+    let mut data: Vec<Value> = Vec::new();
+    for id in &order {
+        data.push(row(id, &by_key[id], gw).await);
+    }
     for (id, c) in &by_key {
         if !order.contains(id) {
-            data.push(row(id, c, gw));
+            data.push(row(id, c, gw).await);
         }
     }
     let sum = |f: fn(&Counters) -> u64| by_key.values().map(f).fold(0u64, u64::saturating_add);
@@ -70,8 +89,10 @@ pub async fn reset(
     ctx: &mut RequestCtx,
     key: Option<&str>,
 ) -> Result<(), ApiError> {
-    gw.state.usage.reset(key);
-    gw.state.persist().map_err(|e| save_failed(&e))?;
+    gw.state
+        .reset_usage(key)
+        .await
+        .map_err(|e| save_failed(&e))?;
     reply(
         session,
         ctx,
