@@ -2,8 +2,10 @@
 .PHONY: setup build-setup demo test lint bench bench-smoke browser-setup test-browser
 
 # Installs what a fresh machine lacks: cmake (Pingora's zlib-ng build), the Python SDK tests'
-# packages, and Chromium with playwright-core for the admin page test.
+# packages, Chromium with playwright-core for the admin page test, and redis-server for the
+# shared-state tests (each test starts its own server on a loopback port).
 setup: build-setup browser-setup
+	@command -v redis-server >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq redis-server; }
 	@python3 -c "import openai, anthropic, pytest" 2>/dev/null || python3 -m pip install -q -r tests/python/requirements.txt
 
 build-setup:
