@@ -60,7 +60,7 @@ async fn per_key_rpm_limit_answers_429_with_retry_after() {
     )
     .await;
     assert_eq!(chat(&gw, ask("c")).await.status(), 200);
-    let (_, usage) = admin(&gw, "GET", "/admin/usage", None).await;
+    let usage = settled_usage(&gw).await;
     let row = usage["data"]
         .as_array()
         .unwrap()
@@ -150,8 +150,7 @@ async fn usage_counts_requests_tokens_and_errors() {
     bad["model"] = json!("no-such-model");
     assert_eq!(chat_as(&gw, &key, bad).await.status(), 404);
 
-    let (st, u) = admin(&gw, "GET", "/admin/usage", None).await;
-    assert_eq!(st, 200);
+    let u = settled_usage(&gw).await;
     let row = u["data"]
         .as_array()
         .unwrap()
@@ -226,6 +225,7 @@ async fn file_persistence_survives_a_restart() {
         chat_as(&gw, &key, ask("before restart")).await.status(),
         200
     );
+    settled_usage(&gw).await;
     sigterm_and_wait(&mut gw);
 
     // The file: private, replaced atomically, without the key itself.

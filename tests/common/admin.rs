@@ -112,3 +112,22 @@ pub fn run_to_exit(env: &[(&str, &str)]) -> (Option<i32>, String) {
         String::from_utf8_lossy(&out.stderr).to_string(),
     )
 }
+
+/// Usage is counted when a request's task finishes, just after its last byte reaches the client,
+/// so a client that asks at once can be a moment early: wait until nothing is in flight.
+pub async fn settled_usage(gw: &Proc) -> Value {
+    for _ in 0..100 {
+        let (st, u) = admin(gw, "GET", "/admin/usage", None).await;
+        assert_eq!(st, 200, "{u}");
+        let busy = u["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["in_flight"].as_u64().unwrap_or(0) > 0);
+        if !busy {
+            return u;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("requests stayed in flight");
+}
