@@ -189,23 +189,23 @@ fn push_text(out: &mut Vec<Piece>, text: &str) {
 /// may precede one, or trailing whitespace that may separate two calls.
 fn held_suffix(buf: &str) -> usize {
     let b = buf.as_bytes();
-    let partial = |tag: &str| {
-        (1..tag.len().min(b.len() + 1))
-            .rev()
-            .find(|&k| tag.as_bytes().starts_with(&b[b.len() - k..]))
-            .unwrap_or(0)
-    };
-    let mut keep = partial(OPEN).max(partial(CLOSE));
+    let mut keep = partial_tag(b, OPEN).max(partial_tag(b, CLOSE));
     // A partial closing tag may complete into a stray one, which is dropped: the text before it
-    // then joins what follows, so a partial opening tag right before it must wait as well.
-    let close_part = partial(CLOSE);
-    if close_part > 0 {
-        let head = &b[..b.len() - close_part];
-        let open_part = (1..OPEN.len().min(head.len() + 1))
-            .rev()
-            .find(|&k| OPEN.as_bytes().starts_with(&head[head.len() - k..]))
-            .unwrap_or(0);
-        keep = keep.max(close_part + open_part);
+    // then joins what follows, so a partial tag right before it must wait as well (and before
+    // that one, if it is a closing tag too; an opening tag is never dropped).
+    let mut end = b.len() - partial_tag(b, CLOSE);
+    if end < b.len() {
+        loop {
+            let head = &b[..end];
+            let (open, close) = (partial_tag(head, OPEN), partial_tag(head, CLOSE));
+            if close > 0 && close >= open {
+                end -= close;
+                continue;
+            }
+            end -= open;
+            break;
+        }
+        keep = keep.max(b.len() - end);
     }
     // One or two backticks may be the start of a fence.
     let ticks = b.iter().rev().take_while(|c| **c == b'`').count();
@@ -228,6 +228,14 @@ fn held_suffix(buf: &str) -> usize {
     // block's surroundings, whichever way the text was split.
     let head = buf[..buf.len() - keep].trim_end();
     buf.len() - head.len()
+}
+
+/// The length of the longest end of `b` that is a proper prefix of `tag`.
+fn partial_tag(b: &[u8], tag: &str) -> usize {
+    (1..tag.len().min(b.len() + 1))
+        .rev()
+        .find(|&k| tag.as_bytes().starts_with(&b[b.len() - k..]))
+        .unwrap_or(0)
 }
 
 /// Drops a code-fence opener (```` ``` ```` plus a language word) right before a block.
@@ -406,6 +414,8 @@ mod tests {
             "ok\n```json\n</tool_call>\n<tool_call>{\"name\":\"search\"}</tool_call>",
             // Dropping the stray tag must not join `<tool` and `_call>` into an opening tag.
             "a</tool_callson\n<tool</tool_call>_call>{:{\"q}}</tool_call>\n```",
+            // Nor `</tool_cal` and `l>` into a closing one.
+            "I k.\n<tool_cal}</tool_cal</tool_call>l> and more",
         ] {
             let whole = run(&[text]);
             for (i, _) in text.char_indices() {
