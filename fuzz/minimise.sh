@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(sse_decoder stream_converter request_translator config_parser)
+[ ${#targets[@]} -gt 0 ] || targets=(sse_decoder stream_converter request_translator config_parser tool_call_parser)
 bin=target/x86_64-unknown-linux-gnu/release
 for t in "${targets[@]}"; do
     tmp=$(mktemp -d)

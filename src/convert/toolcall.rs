@@ -205,6 +205,13 @@ fn held_suffix(buf: &str) -> usize {
             end -= open;
             break;
         }
+        // Backticks there may join backticks after it into a code fence.
+        end -= b[..end]
+            .iter()
+            .rev()
+            .take_while(|c| **c == b'`')
+            .count()
+            .min(3);
         keep = keep.max(b.len() - end);
     }
     // One or two backticks may be the start of a fence.
@@ -416,6 +423,8 @@ mod tests {
             "a</tool_callson\n<tool</tool_call>_call>{:{\"q}}</tool_call>\n```",
             // Nor `</tool_cal` and `l>` into a closing one.
             "I k.\n<tool_cal}</tool_cal</tool_call>l> and more",
+            // A backtick before a stray tag and two after it make a fence.
+            "n\n`</tool_call>``json\n<tool_call>{\"name\":\"search\"}</tool_call>\n```",
         ] {
             let whole = run(&[text]);
             for (i, _) in text.char_indices() {
