@@ -75,7 +75,7 @@ impl SseDecoder {
         if !self.partial.is_empty() {
             let rest = std::mem::take(&mut self.partial);
             if let Some(value) = data_value(&rest) {
-                self.append_data(value);
+                self.append_data(&rest[value]);
             }
         }
         self.dispatch(&mut on_event);
@@ -133,14 +133,14 @@ impl SseDecoder {
             let Some(value) = data_value(&s[line.clone()]) else {
                 continue;
             };
+            let value = line.start + value.start..line.start + value.end;
             if let Some(r) = single.take() {
                 self.append_data(&s[r]);
             }
             if self.has_data {
-                self.append_data(value);
+                self.append_data(&s[value]);
             } else {
-                let offset = value.as_ptr() as usize - s.as_ptr() as usize;
-                single = Some(offset..offset + value.len());
+                single = Some(value);
             }
         };
         if let Some(r) = single {
@@ -166,17 +166,22 @@ impl SseDecoder {
     }
 }
 
-/// The value of a `data` field line; `None` for comments and other fields.
-fn data_value(line: &[u8]) -> Option<&[u8]> {
+/// Where the value of a `data` field line is, within the line; `None` for comments and other
+/// fields.
+fn data_value(line: &[u8]) -> Option<std::ops::Range<usize>> {
     if line.first() == Some(&b':') {
         return None;
     }
     let (field, value) = match memchr::memchr(b':', line) {
         Some(i) => {
-            let v = &line[i + 1..];
-            (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
+            let start = if line.get(i + 1) == Some(&b' ') {
+                i + 2
+            } else {
+                i + 1
+            };
+            (&line[..i], start..line.len())
         }
-        None => (line, &b""[..]),
+        None => (line, line.len()..line.len()),
     };
     (field == b"data").then_some(value)
 }
@@ -227,6 +232,14 @@ mod tests {
                 assert_eq!(decode_all(&[&s[..i], &s[i..j], &s[j..]]), whole, "{i} {j}");
             }
         }
+    }
+
+    /// Found by the fuzzer: a bare `data` field (no colon) is an empty value, not a crash.
+    #[test]
+    fn bare_data_field_is_an_empty_value() {
+        assert_eq!(decode_all(&[b"data\n\n"]), vec![String::new()]);
+        assert_eq!(decode_all(&[b"data\ndata: x\n\n"]), vec!["\nx".to_string()]);
+        assert_eq!(decode_all(&[b"data: a\ndata\n\n"]), vec!["a\n".to_string()]);
     }
 
     #[test]

@@ -205,13 +205,20 @@ fn held_suffix(buf: &str) -> usize {
             end -= open;
             break;
         }
-        // Backticks there may join backticks after it into a code fence.
+        // Backticks there may join backticks after it into a code fence, and a fence opener
+        // there may turn out to open a block.
         end -= b[..end]
             .iter()
             .rev()
             .take_while(|c| **c == b'`')
             .count()
             .min(3);
+        if let Some(fence) = buf[..end].rfind("```") {
+            let after = &buf[fence + 3..end];
+            if after.trim_end().bytes().all(|c| c.is_ascii_alphanumeric()) {
+                end = fence;
+            }
+        }
         keep = keep.max(b.len() - end);
     }
     // One or two backticks may be the start of a fence.
@@ -423,6 +430,8 @@ mod tests {
             "a</tool_callson\n<tool</tool_call>_call>{:{\"q}}</tool_call>\n```",
             // Nor `</tool_cal` and `l>` into a closing one.
             "I k.\n<tool_cal}</tool_cal</tool_call>l> and more",
+            // A fence opener before a partial open tag before a stray tag.
+            "n```js<too</tool_call>l_call>{\"name\":\"search\"}</tool_call>",
             // A backtick before a stray tag and two after it make a fence.
             "n\n`</tool_call>``json\n<tool_call>{\"name\":\"search\"}</tool_call>\n```",
         ] {
