@@ -7,6 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::admin::{add_key, admin, ask, chat_as, sigterm_and_wait};
 use common::redis::{gateway_on, kill_hard, Redis};
 use common::*;
 use futures_util::StreamExt;
@@ -34,22 +35,6 @@ async fn two(redis: &Redis, sim: &Proc, extra: &[(&str, &str)]) -> (Proc, Proc) 
 
 async fn get(gw: &Proc, path: &str) -> Value {
     admin(gw, "GET", path, None).await.1
-}
-
-async fn admin(gw: &Proc, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = client()
-        .request(method.parse().unwrap(), gw.url(path))
-        .bearer_auth(ADMIN_KEY);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    let st = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (
-        st,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
 }
 
 async fn wait_tokens(gw: &Proc, n: u64) {
@@ -87,20 +72,6 @@ async fn identity_state(gw: &Proc, email_prefix: &str) -> Value {
         .iter()
         .find(|i| i["id"].as_str().unwrap().contains(email_prefix))
         .cloned()
-        .unwrap()
-}
-
-fn ask(text: &str) -> Value {
-    json!({"model": "qwen3-max", "messages": [{"role": "user", "content": text}]})
-}
-
-async fn chat_as(gw: &Proc, key: &str, body: Value) -> reqwest::Response {
-    client()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
         .unwrap()
 }
 
@@ -197,15 +168,6 @@ async fn an_open_breaker_is_shared() {
         );
     }
     assert_eq!(completions(&sim, A.0), before);
-}
-
-async fn add_key(gw: &Proc, body: Value) -> (String, String) {
-    let (st, v) = admin(gw, "POST", "/admin/keys", Some(body)).await;
-    assert_eq!(st, 201, "{v}");
-    (
-        v["id"].as_str().unwrap().into(),
-        v["key"].as_str().unwrap().into(),
-    )
 }
 
 async fn usage_row(gw: &Proc, id: &str) -> Value {
@@ -348,18 +310,6 @@ async fn concurrency_and_caps_hold_across_instances_and_a_killed_instance_lets_g
         chat_as(&gb, ADMIN_KEY, ask("account free")).await.status() == 200
     })
     .await;
-}
-
-fn sigterm_and_wait(p: &mut Proc) {
-    std::process::Command::new("kill")
-        .args(["-TERM", &p.child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while p.child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "no stop after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[tokio::test]

@@ -123,3 +123,32 @@ impl Fields {
         (!ignored.is_empty()).then(|| ignored.join(", "))
     }
 }
+
+/// Sends a generation result as a 200 JSON answer, naming the ignored request fields in a header.
+/// A client gone by then is recorded as 499; there is nobody left to tell.
+pub async fn answer(
+    session: &mut pingora::proxy::Session,
+    ctx: &mut crate::context::RequestCtx,
+    body: &serde_json::Value,
+    ignored: Option<String>,
+) {
+    let headers: Vec<(&'static str, String)> = ignored
+        .into_iter()
+        .map(|i| (super::messages::IGNORED_HEADER, i))
+        .collect();
+    ctx.status = 200;
+    ctx.mark_first_token();
+    let body = bytes::Bytes::from(body.to_string());
+    let sent = crate::respond::send(
+        session,
+        200,
+        "application/json",
+        body,
+        &ctx.request_id,
+        &headers,
+    )
+    .await;
+    if sent.is_err() {
+        ctx.status = 499;
+    }
+}

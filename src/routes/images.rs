@@ -17,10 +17,8 @@ use crate::generate::upstream::{InputImage, Job};
 use crate::generate::{self, MAX_IMAGES};
 use crate::media::{essence, MediaError};
 use crate::openai::error::ApiError;
-use crate::respond;
 
 use super::form::{self, Fields};
-use super::messages::IGNORED_HEADER;
 
 const GENERATION_FIELDS: &[&str] = &["prompt", "model", "n", "size", "response_format"];
 const EDIT_FIELDS: &[&str] = &[
@@ -257,24 +255,7 @@ async fn serve(
         })
         .collect();
     let body = json!({"created": now_secs(), "data": data});
-    let headers: Vec<(&'static str, String)> =
-        ignored.into_iter().map(|i| (IGNORED_HEADER, i)).collect();
-    ctx.status = 200;
-    ctx.mark_first_token();
-    let body = bytes::Bytes::from(body.to_string());
-    if respond::send(
-        session,
-        200,
-        "application/json",
-        body,
-        &ctx.request_id,
-        &headers,
-    )
-    .await
-    .is_err()
-    {
-        ctx.status = 499;
-    }
+    form::answer(session, ctx, &body, ignored).await;
     Ok(())
 }
 

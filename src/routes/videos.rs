@@ -18,11 +18,9 @@ use crate::generate::prompt::size_and_prompt;
 use crate::generate::upstream::Job;
 use crate::generate::{self};
 use crate::openai::error::ApiError;
-use crate::respond;
 
 use super::form;
 use super::images::now_secs;
-use super::messages::IGNORED_HEADER;
 
 const FIELDS: &[&str] = &["prompt", "model", "size"];
 
@@ -98,23 +96,6 @@ pub async fn create(
         "upstream_task_id": task_id,
         "error": null,
     });
-    let headers: Vec<(&'static str, String)> =
-        ignored.into_iter().map(|i| (IGNORED_HEADER, i)).collect();
-    ctx.status = 200;
-    ctx.mark_first_token();
-    let body = bytes::Bytes::from(body.to_string());
-    if respond::send(
-        session,
-        200,
-        "application/json",
-        body,
-        &ctx.request_id,
-        &headers,
-    )
-    .await
-    .is_err()
-    {
-        ctx.status = 499;
-    }
+    form::answer(session, ctx, &body, ignored).await;
     Ok(())
 }
