@@ -117,17 +117,39 @@ pub fn merged_identities(settings: &Settings, state: &State) -> Vec<Identity> {
     out
 }
 
+/// How long a request waits for identities still on their first sign-in (just after start or
+/// an admin add) before it is refused: a restart should not turn its first requests into 503s.
+const FIRST_TOKEN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Gateway {
     /// The runtime settings in force now (see `store::settings`).
     pub fn runtime(&self) -> Arc<crate::store::settings::Runtime> {
         self.state.runtime()
     }
 
+    /// Chooses an identity for one attempt and counts it in flight, holding the request for
+    /// up to `FIRST_TOKEN_WAIT` when the only identities left are still signing in.
+    pub async fn acquire_identity(&self, tried: &[usize]) -> Result<InFlight, Unavailable> {
+        let until = tokio::time::Instant::now() + FIRST_TOKEN_WAIT;
+        loop {
+            // Registered before the check so a sign-in finishing in between is not missed.
+            let signed_in = self.pool.token_events.notified();
+            match self.acquire_ready(tried).await {
+                Err(Unavailable::Exhausted) if self.pool.awaiting_first_token() => {
+                    if tokio::time::timeout_at(until, signed_in).await.is_err() {
+                        return Err(Unavailable::Exhausted);
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Chooses an identity for one attempt and counts it in flight. With shared state and a
     /// per-identity cap, the cap holds across instances: a lease is taken in Redis (one call)
     /// and an identity at its cap elsewhere is passed over. Without a cap no decision needs
     /// the other instances' counts, so none is taken.
-    pub async fn acquire_identity(&self, tried: &[usize]) -> Result<InFlight, Unavailable> {
+    async fn acquire_ready(&self, tried: &[usize]) -> Result<InFlight, Unavailable> {
         let Some(shared) = self.state.shared() else {
             return self.pool.pick(tried).map(InFlight::new);
         };

@@ -545,3 +545,44 @@ fn pingora_test_flag_checks_the_server_config() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Requests that arrive while the only account is still on its first sign-in wait for it
+/// (a restart must not turn its first requests into 503s); a first sign-in that fails ends
+/// the wait with the truthful 503 rather than after the whole wait.
+#[tokio::test]
+async fn first_requests_wait_for_the_first_sign_in() {
+    let sim = spawn_sim(&[A], &[]);
+    let slow = json!({"email": A.0, "endpoint": "signin", "mode": "slow_headers", "arg": 1500, "count": 2});
+    assert_eq!(http(sim.port, "POST", "/__sim/inject", Some(&slow)).0, 200);
+    let base = format!("http://127.0.0.1:{}", sim.port);
+    let accts = accounts(&[A]);
+    let gw = spawn_gateway(&[
+        ("QWEN_BASE_URL", base.as_str()),
+        ("ACCOUNTS", accts.as_str()),
+    ]);
+    assert_eq!(
+        health(&gw).await["identity_pool"]["with_valid_token"],
+        0,
+        "the sign-in is still running"
+    );
+    let r = chat(&gw, ask(0)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(per_account(&sim)[A.0], 1);
+    drop(gw);
+
+    let wrong = format!("{}:wrong-password", A.0);
+    let gw = spawn_gateway(&[
+        ("QWEN_BASE_URL", base.as_str()),
+        ("ACCOUNTS", wrong.as_str()),
+    ]);
+    let t = Instant::now();
+    let r = chat(&gw, ask(1)).await;
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "no_upstream_identity");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "the failed sign-in ended the wait"
+    );
+    assert_eq!(sim_state(&sim)["signins"], 2);
+}

@@ -217,6 +217,8 @@ pub struct IdentityPool {
     cap: AtomicUsize,
     breaker: BreakerSettings,
     sink: OnceLock<Arc<dyn HealthSink>>,
+    /// Woken after every sign-in or refresh attempt, for requests waiting on a first token.
+    pub token_events: tokio::sync::Notify,
 }
 
 impl IdentityPool {
@@ -235,7 +237,18 @@ impl IdentityPool {
             cap: AtomicUsize::new(cap),
             breaker,
             sink: OnceLock::new(),
+            token_events: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Whether an enabled identity has never had a token and its first sign-in has not
+    /// failed yet: right after start (or an admin add) a request is worth holding for it.
+    pub fn awaiting_first_token(&self) -> bool {
+        self.all().iter().any(|i| {
+            !i.is_disabled()
+                && i.token().is_none()
+                && i.refresh_failures.load(Ordering::Relaxed) == 0
+        })
     }
 
     /// The identities now (a snapshot: later changes do not affect it).

@@ -112,6 +112,7 @@ pub async fn refresh_identity(gw: &Gateway, id: &Identity) -> Result<(), Failure
             crate::metrics::TOKEN_REFRESHES
                 .with_label_values(&["ok"])
                 .inc();
+            gw.pool.token_events.notify_waiters();
             Ok(())
         }
         Err(f) => {
@@ -128,6 +129,7 @@ pub async fn refresh_identity(gw: &Gateway, id: &Identity) -> Result<(), Failure
                 f.detail,
                 n
             );
+            gw.pool.token_events.notify_waiters();
             Err(f)
         }
     }
