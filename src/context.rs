@@ -19,6 +19,9 @@ pub struct RequestCtx {
     pub permit: Option<crate::store::limits::Permit>,
     /// Refused by the key's own limits.
     pub rate_limited: bool,
+    /// A streamed answer's 200 and event-stream header are out: anything more, errors
+    /// included, can only be events.
+    pub stream_open: bool,
 }
 
 impl Default for RequestCtx {
@@ -38,6 +41,7 @@ impl Default for RequestCtx {
             usage: None,
             permit: None,
             rate_limited: false,
+            stream_open: false,
         }
     }
 }

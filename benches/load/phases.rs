@@ -21,6 +21,7 @@ pub const FLOOR: &str = "protocol floor";
 pub const GW_S: &str = "gateway stream";
 pub const GW_NS: &str = "gateway non-stream";
 pub const GW_DEFAULT: &str = "gateway stream, default CHAT_CLEANUP=after_use";
+pub const GW_ACCEPTED: &str = "gateway stream, STREAM_COMMIT=accepted";
 pub const FLOOR_AT_S: &str = "protocol floor @stream rate";
 pub const FLOOR_AT_NS: &str = "protocol floor @non-stream rate";
 
@@ -272,6 +273,11 @@ pub async fn throughput_and_latency(
     // (delete after use) runs as its own gateway so its extra cost is visible separately.
     let mut gw = fleet.gateway("gateway", &[("CHAT_CLEANUP", "off")])?;
     let mut gd = fleet.gateway("gateway-default", &[])?;
+    // The 200 and a comment go out when the upstream accepts, as the floor forwards its header.
+    let mut ga = fleet.gateway(
+        "gateway-accepted",
+        &[("CHAT_CLEANUP", "off"), ("STREAM_COMMIT", "accepted")],
+    )?;
     let mut pt = fleet.reference("pass-through", false)?;
     let mut fl = fleet.reference("floor", true)?;
     let cap = capture(fleet, &gw).await?;
@@ -286,6 +292,7 @@ pub async fn throughput_and_latency(
         (gateway_target(GW_S, &gw, true, d), gw.pid()),
         (gateway_target(GW_NS, &gw, false, d), gw.pid()),
         (gateway_target(GW_DEFAULT, &gd, true, d), gd.pid()),
+        (gateway_target(GW_ACCEPTED, &ga, true, d), ga.pid()),
     ]
     .into_iter()
     .map(|(t, pid)| (Arc::new(t), pid))
@@ -349,6 +356,7 @@ pub async fn throughput_and_latency(
         (1, PT, Some(rate_s)),
         (2, FLOOR_AT_S, Some(rate_s)),
         (3, GW_S, Some(rate_s)),
+        (6, GW_ACCEPTED, Some(rate_s)),
         (2, FLOOR_AT_NS, Some(rate_ns)),
         (4, GW_NS, Some(rate_ns)),
     ];
@@ -356,7 +364,7 @@ pub async fn throughput_and_latency(
     rep.latency = rows;
     rep.repeated += n;
     fleet.sim_config(0, d).await?;
-    for p in [&mut gw, &mut gd, &mut pt, &mut fl] {
+    for p in [&mut gw, &mut gd, &mut ga, &mut pt, &mut fl] {
         p.check_alive()?;
     }
     Ok(cap)

@@ -54,6 +54,17 @@ pub enum ChatCleanup {
     Off,
 }
 
+/// When a streamed answer's 200 and event-stream header go to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamCommit {
+    /// With the first converted output: a failure before it gets a truthful status.
+    FirstOutput,
+    /// As soon as an upstream accepts the completion, with a comment line as the first
+    /// bytes; fail-over before the first output still happens unseen, but when every
+    /// attempt fails the client learns it from an error event instead of a status.
+    Accepted,
+}
+
 /// Thresholds and cooldowns of the per-identity circuit breaker.
 #[derive(Debug, Clone, Copy)]
 pub struct BreakerSettings {
@@ -116,6 +127,10 @@ pub struct Settings {
     pub media_cache: std::sync::Arc<crate::media::cache::UploadCache>,
     /// Longest wait between reads of a client's request body.
     pub client_body_timeout: Duration,
+    pub stream_commit: StreamCommit,
+    /// After this long without output on a stream whose 200 is out, a `: keep-alive` comment
+    /// goes to the client (proxies and serverless hosts cut idle responses); `None` = never.
+    pub sse_keepalive: Option<Duration>,
     /// How long a kept-alive client connection may idle, and the longest wait between reads of
     /// every later request's header on it.
     pub client_keepalive_secs: u64,
@@ -365,6 +380,15 @@ impl Settings {
                 )))
             }
         };
+        let stream_commit = match s.get("STREAM_COMMIT").as_deref().map(str::trim) {
+            None | Some("first_output") => StreamCommit::FirstOutput,
+            Some("accepted") => StreamCommit::Accepted,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "STREAM_COMMIT must be first_output or accepted, got {other:?}"
+                )))
+            }
+        };
         let (media, media_cache) = crate::media::settings::MediaSettings::from_lookup(|k| s.get(k))
             .map_err(ConfigError)?;
         let breaker = BreakerSettings {
@@ -489,6 +513,11 @@ impl Settings {
             total_timeout: s.millis("UPSTREAM_TOTAL_TIMEOUT_MS", 600_000)?,
             threads,
             client_body_timeout: s.millis("CLIENT_BODY_TIMEOUT_MS", 60_000)?,
+            stream_commit,
+            sse_keepalive: match s.num("SSE_KEEPALIVE_SECS", 15u64)? {
+                0 => None,
+                n => Some(Duration::from_secs(n)),
+            },
             client_keepalive_secs: match s.num("CLIENT_KEEPALIVE_SECS", 60u64)? {
                 0 => {
                     return Err(ConfigError(

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use pingora::proxy::Session;
 use tokio::time::Instant;
 
+use crate::config::StreamCommit;
 use crate::context::RequestCtx;
 use crate::convert::classify::{
     classify_html, classify_json_error, classify_status, looks_like_html, Failure, FailureClass,
@@ -152,7 +153,7 @@ pub async fn run(
             .await
     } else {
         let conv = Converter::new(Aggregator::default(), opts);
-        match relay.pump(session, &mut ex, conv, |_| false).await {
+        match relay.pump(session, &mut ex, conv, |_| false, None).await {
             Pumped::Finished(conv) => {
                 relay.release(ex).await;
                 if needs_call && conv.calls() == 0 {
@@ -180,7 +181,9 @@ pub async fn run(
                 gw.upstream.abort(ex).await;
                 Outcome::Failed(f)
             }
-            Pumped::Committed(_) => unreachable!("aggregation never commits early"),
+            Pumped::Committed(_) | Pumped::Idle(_) => {
+                unreachable!("aggregation never commits early nor waits with a deadline")
+            }
             Pumped::ClientGone => {
                 gw.upstream.abort(ex).await;
                 Outcome::ClientGone
@@ -228,6 +231,8 @@ enum Pumped<S: Sink> {
     Finished(Converter<S>),
     /// The commit predicate fired; the caller continues streaming.
     Committed(Converter<S>),
+    /// Nothing to send by `idle_until`: time for a keep-alive comment.
+    Idle(Converter<S>),
     Failed(Converter<S>, Failure),
     ClientGone,
 }
@@ -248,11 +253,13 @@ impl Relay<'_> {
         ex: &mut Exchange,
         mut conv: Converter<S>,
         commit: impl Fn(&Converter<S>) -> bool,
+        idle_until: Option<Instant>,
     ) -> Pumped<S> {
         loop {
             let read = tokio::select! {
                 r = tokio::time::timeout_at(self.deadline, ex.read()) => r,
                 _ = client_gone(session) => return Pumped::ClientGone,
+                _ = sleep_until_some(idle_until) => return Pumped::Idle(conv),
             };
             let step = match read {
                 Err(_) => Step::Failed(Failure::new(
@@ -357,34 +364,50 @@ impl Relay<'_> {
                 c.has_output()
             }
         };
-        let mut conv = match self.pump(session, &mut ex, conv, commit).await {
-            Pumped::Committed(c) => c,
-            Pumped::Finished(c) => {
-                if needs_call && c.calls() == 0 {
-                    self.release(ex).await;
-                    return Outcome::NoToolCall;
-                }
-                c
-            }
-            Pumped::Failed(_, f) => {
-                self.gw.upstream.abort(ex).await;
-                return Outcome::Failed(f);
-            }
-            Pumped::ClientGone => {
+        let keepalive = self.gw.settings.sse_keepalive;
+        if self.gw.settings.stream_commit == StreamCommit::Accepted && !ctx.stream_open {
+            // The comment makes the first bytes go out now, not only the header.
+            if open_stream(session, ctx, render).await.is_err()
+                || self.keep_alive(session).await.is_err()
+            {
                 self.gw.upstream.abort(ex).await;
                 return Outcome::ClientGone;
             }
+        }
+        let mut conv = conv;
+        let mut conv = loop {
+            let idle = idle_deadline(ctx, keepalive);
+            conv = match self.pump(session, &mut ex, conv, commit, idle).await {
+                Pumped::Idle(c) => {
+                    if self.keep_alive(session).await.is_err() {
+                        self.gw.upstream.abort(ex).await;
+                        return Outcome::ClientGone;
+                    }
+                    c
+                }
+                Pumped::Committed(c) => break c,
+                Pumped::Finished(c) => {
+                    if needs_call && c.calls() == 0 {
+                        self.release(ex).await;
+                        return Outcome::NoToolCall;
+                    }
+                    break c;
+                }
+                Pumped::Failed(_, f) => {
+                    self.gw.upstream.abort(ex).await;
+                    return Outcome::Failed(f);
+                }
+                Pumped::ClientGone => {
+                    self.gw.upstream.abort(ex).await;
+                    return Outcome::ClientGone;
+                }
+            };
         };
-        let Ok(header) = respond::sse_header(&ctx.request_id, &render.headers) else {
-            self.gw.upstream.abort(ex).await;
-            return Outcome::Failed(Failure::new(FailureClass::Transient, "header build failed"));
-        };
-        ctx.status = 200;
-        ctx.mark_first_token();
-        if session.write_response_header(header, false).await.is_err() {
+        if !ctx.stream_open && open_stream(session, ctx, render).await.is_err() {
             self.gw.upstream.abort(ex).await;
             return Outcome::ClientGone;
         }
+        ctx.mark_first_token();
         loop {
             let out = conv.sink_mut().take();
             if conv.is_done() {
@@ -401,11 +424,19 @@ impl Relay<'_> {
                 self.gw.upstream.abort(ex).await;
                 return Outcome::ClientGone;
             }
+            let idle = idle_deadline(ctx, keepalive);
             conv = match self
-                .pump(session, &mut ex, conv, |c| c.sink().pending() > 0)
+                .pump(session, &mut ex, conv, |c| c.sink().pending() > 0, idle)
                 .await
             {
                 Pumped::Committed(c) | Pumped::Finished(c) => c,
+                Pumped::Idle(c) => {
+                    if self.keep_alive(session).await.is_err() {
+                        self.gw.upstream.abort(ex).await;
+                        return Outcome::ClientGone;
+                    }
+                    c
+                }
                 Pumped::Failed(mut c, f) => {
                     self.gw.upstream.abort(ex).await;
                     log::warn!(
@@ -429,6 +460,12 @@ impl Relay<'_> {
         }
     }
 
+    async fn keep_alive(&mut self, session: &mut Session) -> pingora::Result<()> {
+        session
+            .write_response_body(Some(crate::sse::keepalive()), false)
+            .await
+    }
+
     /// Drains what is left of a finished upstream body (briefly) so the connection can be
     /// pooled; a body that keeps going is cut instead.
     async fn release(&mut self, mut ex: Exchange) {
@@ -448,6 +485,32 @@ impl Relay<'_> {
         } else {
             self.gw.upstream.abort(ex).await;
         }
+    }
+}
+
+/// Sends the 200 and event-stream header; from here on the client hears only events.
+async fn open_stream(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    render: &Render,
+) -> pingora::Result<()> {
+    let header = respond::sse_header(&ctx.request_id, &render.headers)?;
+    ctx.status = 200;
+    ctx.stream_open = true;
+    session.write_response_header(header, false).await
+}
+
+/// When a keep-alive is due if nothing is sent before: only once the stream is open.
+fn idle_deadline(ctx: &RequestCtx, every: Option<std::time::Duration>) -> Option<Instant> {
+    every
+        .filter(|_| ctx.stream_open)
+        .map(|d| Instant::now() + d)
+}
+
+async fn sleep_until_some(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -91,9 +91,8 @@ pub async fn run(
                 return Ok(());
             }
             Outcome::Refused(e) => {
-                ctx.status = e.status;
                 ctx.error_class = Some("media");
-                let _ = respond::error_as(session, render.dialect, &e, &ctx.request_id).await;
+                fail(session, ctx, render, &e).await;
                 return Ok(());
             }
             Outcome::NoToolCall => {
@@ -136,10 +135,28 @@ pub async fn run(
         Some(f) => f.to_api_error(),
         None => no_identity_error(unavailable),
     };
-    ctx.status = err.status;
-    // A client that already left cannot be told; the access log still records the status.
-    let _ = respond::error_as(session, render.dialect, &err, &ctx.request_id).await;
+    fail(session, ctx, render, &err).await;
     Ok(())
+}
+
+/// Tells the client the request failed: with the error's status, or as an error event when
+/// the stream's 200 is already out (`STREAM_COMMIT=accepted`).
+async fn fail(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    render: &render::Render,
+    err: &ApiError,
+) {
+    // A client that already left cannot be told; the access log still records the outcome.
+    if ctx.stream_open {
+        ctx.error_class.get_or_insert(err.code);
+        let mut sink = render.stream_sink();
+        sink.error(err);
+        let _ = session.write_response_body(Some(sink.take()), true).await;
+        return;
+    }
+    ctx.status = err.status;
+    let _ = respond::error_as(session, render.dialect, err, &ctx.request_id).await;
 }
 
 /// The error when no identity could be tried (or none was left to try) and nothing failed.

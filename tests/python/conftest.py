@@ -20,7 +20,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start():
+def start(extra_env=None):
     if not os.path.exists(BIN):
         subprocess.run(["cargo", "build", "--release"], cwd=ROOT, check=True)
     port, sim_port = free_port(), free_port()
@@ -32,6 +32,7 @@ def start():
         "API_KEY": API_KEY,
         "THREADS": "2",
         "METRICS_LISTEN": "off",
+        **(extra_env or {}),
     }
     log = open(os.path.join(TARGET, f"sdk-gateway-{port}.log"), "w")
     proc = subprocess.Popen([BIN, "--demo"], env=env, stdout=log, stderr=log)
@@ -71,5 +72,13 @@ def gateway():
 def fresh_gateway():
     """For tests whose upstream faults make the demo's single account rest (e.g. a 429)."""
     proc, info = start()
+    yield info
+    stop(proc)
+
+
+@pytest.fixture
+def accepted_gateway():
+    """Streams commit their 200 when the upstream accepts (STREAM_COMMIT=accepted)."""
+    proc, info = start({"STREAM_COMMIT": "accepted", "SSE_KEEPALIVE_SECS": "1"})
     yield info
     stop(proc)

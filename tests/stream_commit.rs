@@ -1,0 +1,177 @@
+//! When a streamed answer's 200 goes out (`STREAM_COMMIT`) and the keep-alive comments that
+//! hold an open stream while nothing else is sent (`SSE_KEEPALIVE_SECS`).
+
+mod common;
+
+use common::admin::{per_account, run_to_exit};
+use common::*;
+use serde_json::{json, Value};
+
+const KEEPALIVE: &str = ": keep-alive\n\n";
+
+fn body(prompt: &str) -> Value {
+    json!({"model": "qwen3-max", "stream": true,
+           "messages": [{"role": "user", "content": prompt}]})
+}
+
+/// Two accounts that never rest, so a fault on one is retried on the other.
+fn two_accounts(extra: &[(&str, &str)]) -> (Proc, Proc) {
+    let sim = spawn_sim(&[DEMO, ("bob@example.com", "pw-bob")], &[]);
+    let base = format!("http://127.0.0.1:{}", sim.port);
+    let accounts = format!("{}:{},bob@example.com:pw-bob", DEMO.0, DEMO.1);
+    let mut env = vec![
+        ("QWEN_BASE_URL", base.as_str()),
+        ("ACCOUNTS", accounts.as_str()),
+        (
+            "API_KEY",
+            "sk-test-admin-0123456789,sk-test-user-0123456789",
+        ),
+        ("RATE_LIMIT_COOLDOWN_MS", "0"),
+        ("BREAKER_OPEN_AFTER", "1000"),
+    ];
+    env.extend_from_slice(extra);
+    let gw = spawn_gateway(&env);
+    (sim, gw)
+}
+
+fn completions(sim: &Proc) -> u64 {
+    per_account(sim)
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn accepted_sends_the_200_and_a_comment_before_the_first_token() {
+    let (sim, gw) = two_accounts(&[("STREAM_COMMIT", "accepted")]);
+    let mut r = chat(&gw, body("[[sim:slow_first_event=1500]] hi")).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    // The answer is 1.5 s away; the comment is what arrives first, on its own.
+    let first = r.chunk().await.unwrap().unwrap();
+    assert_eq!(&first[..], KEEPALIVE.as_bytes());
+    let mut rest = Vec::new();
+    while let Some(c) = r.chunk().await.unwrap() {
+        rest.extend_from_slice(&c);
+    }
+    let events = sse_events(&String::from_utf8(rest).unwrap());
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let (content, _, chunks) = stream_text(&events);
+    assert_eq!(content, sim_state(&sim)["last_completion"]["answer"]);
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+}
+
+#[tokio::test]
+async fn accepted_still_fails_over_unseen_before_the_first_token() {
+    let (sim, gw) = two_accounts(&[("STREAM_COMMIT", "accepted")]);
+    // The first completion anywhere is an empty stream; the retry answers.
+    inject(&sim, "*", "completions", "empty", 1);
+    let r = chat(&gw, body("hello")).await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.starts_with(KEEPALIVE), "{text}");
+    assert!(!text.contains("error"), "{text}");
+    let events = sse_events(&text);
+    let (content, _, chunks) = stream_text(&events);
+    assert_eq!(content, sim_state(&sim)["last_completion"]["answer"]);
+    let roles = chunks
+        .iter()
+        .filter(|c| c["choices"][0]["delta"]["role"] == "assistant")
+        .count();
+    assert_eq!(roles, 1, "one answer, from the second attempt: {text}");
+    assert_eq!(completions(&sim), 2);
+}
+
+#[tokio::test]
+async fn accepted_reports_a_total_failure_as_an_error_event_in_each_api() {
+    let (sim, gw) = two_accounts(&[("STREAM_COMMIT", "accepted"), ("UPSTREAM_RETRIES", "1")]);
+    inject(&sim, "*", "completions", "empty", 0);
+    let r = chat(&gw, body("hello")).await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let events = sse_events(&text);
+    assert_eq!(events.len(), 2, "{text}");
+    let err: Value = serde_json::from_str(&events[0]).unwrap();
+    assert_eq!(err["error"]["code"], "upstream_empty_response", "{text}");
+    assert_eq!(events[1], "[DONE]");
+    assert_eq!(completions(&sim), 2);
+
+    let r = client()
+        .post(gw.url("/v1/messages"))
+        .header("x-api-key", USER_KEY)
+        .header("anthropic-version", "2023-06-01")
+        .json(
+            &json!({"model": "qwen3-max", "max_tokens": 64, "stream": true,
+                      "messages": [{"role": "user", "content": "hello"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.starts_with(KEEPALIVE), "{text}");
+    assert!(text.contains("event: error\n"), "{text}");
+    assert!(text.contains("\"type\":\"error\""), "{text}");
+
+    let r = client()
+        .post(gw.url("/v1/responses"))
+        .bearer_auth(USER_KEY)
+        .json(&json!({"model": "qwen3-max", "stream": true, "input": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.starts_with(KEEPALIVE), "{text}");
+    assert!(text.contains("event: response.failed\n"), "{text}");
+    assert!(text.contains("upstream_empty_response"), "{text}");
+
+    // The same failure with the default commit point keeps its status.
+    let (sim, gw) = two_accounts(&[("UPSTREAM_RETRIES", "1")]);
+    inject(&sim, "*", "completions", "empty", 0);
+    let r = chat(&gw, body("hello")).await;
+    assert_eq!(r.status(), 429);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "upstream_empty_response");
+}
+
+#[tokio::test]
+async fn keep_alive_comments_fill_long_silences_in_an_open_stream() {
+    let (sim, gw) = pair(&[("SSE_KEEPALIVE_SECS", "1")]);
+    // Thinking commits the stream; then the upstream is silent for 2.5 s.
+    let r = chat(
+        &gw,
+        json!({"model": "qwen3-max-thinking", "stream": true,
+               "messages": [{"role": "user", "content": "[[sim:idle_gap=2500]] think"}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let at = text.find(KEEPALIVE).expect("a keep-alive comment");
+    assert!(text[..at].contains("reasoning_content"), "{text}");
+    let events = sse_events(&text);
+    let (content, _, _) = stream_text(&events);
+    assert_eq!(content, sim_state(&sim)["last_completion"]["answer"]);
+
+    // Off: the same silence carries no comment.
+    let (_sim, gw) = pair(&[("SSE_KEEPALIVE_SECS", "0")]);
+    let r = chat(
+        &gw,
+        json!({"model": "qwen3-max-thinking", "stream": true,
+               "messages": [{"role": "user", "content": "[[sim:idle_gap=2500]] think"}]}),
+    )
+    .await;
+    assert!(!r.text().await.unwrap().contains(KEEPALIVE));
+}
+
+#[test]
+fn an_unknown_commit_point_stops_the_gateway_with_exit_2() {
+    let (code, err) = run_to_exit(&[("STREAM_COMMIT", "eventually")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("STREAM_COMMIT"), "{err}");
+}
