@@ -256,12 +256,14 @@ impl Relay<'_> {
         idle_until: Option<Instant>,
     ) -> Pumped<S> {
         loop {
+            // One timer for both limits: a keep-alive due before the deadline shortens it.
+            let wake = idle_until.map_or(self.deadline, |t| t.min(self.deadline));
             let read = tokio::select! {
-                r = tokio::time::timeout_at(self.deadline, ex.read()) => r,
+                r = tokio::time::timeout_at(wake, ex.read()) => r,
                 _ = client_gone(session) => return Pumped::ClientGone,
-                _ = sleep_until_some(idle_until) => return Pumped::Idle(conv),
             };
             let step = match read {
+                Err(_) if wake < self.deadline => return Pumped::Idle(conv),
                 Err(_) => Step::Failed(Failure::new(
                     FailureClass::Timeout,
                     "total time limit reached",
@@ -505,13 +507,6 @@ fn idle_deadline(ctx: &RequestCtx, every: Option<std::time::Duration>) -> Option
     every
         .filter(|_| ctx.stream_open)
         .map(|d| Instant::now() + d)
-}
-
-async fn sleep_until_some(t: Option<Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Polls a future once; `None` when it would have to wait.
