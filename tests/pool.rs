@@ -586,3 +586,45 @@ async fn first_requests_wait_for_the_first_sign_in() {
     );
     assert_eq!(sim_state(&sim)["signins"], 2);
 }
+
+/// A stream that fails after its first output cannot be retried, but the failure still counts
+/// against the account: a quota hit mid-answer rests it like any other rate limit.
+#[tokio::test]
+async fn a_failure_after_the_answer_started_still_rests_the_account() {
+    let sim = spawn_sim(&[A, B], &[]);
+    let base = format!("http://127.0.0.1:{}", sim.port);
+    let accts = accounts(&[A, B]);
+    let gw = spawn_gateway(&[
+        ("QWEN_BASE_URL", base.as_str()),
+        ("ACCOUNTS", accts.as_str()),
+    ]);
+    wait_tokens(&gw, 2).await;
+    let quota = json!({"email": A.0, "endpoint": "completions", "mode": "midstream_quota", "arg": 2, "count": 1});
+    assert_eq!(http(sim.port, "POST", "/__sim/inject", Some(&quota)).0, 200);
+    let mut broken = 0;
+    for i in 0..6 {
+        let r = chat(&gw, json!({"model": "qwen3-max", "stream": true,
+                                 "messages": [{"role": "user", "content": format!("q{i} [[sim:delay=20]]")}]}))
+            .await;
+        assert_eq!(r.status(), 200);
+        if r.text().await.unwrap().contains("\"error\"") {
+            broken += 1;
+        }
+    }
+    assert_eq!(broken, 1, "one answer broke mid-stream");
+    let per = per_account(&sim);
+    assert_eq!(
+        per[A.0], 1,
+        "A rests after its mid-answer quota error: {per}"
+    );
+    assert_eq!(per[B.0], 5);
+    let h = health(&gw).await;
+    let a = h["identity_pool"]["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"].as_str().unwrap().contains("a***@"))
+        .cloned()
+        .unwrap();
+    assert_eq!(a["last_error"], "rate_limit", "{h}");
+}

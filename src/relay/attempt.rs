@@ -353,7 +353,7 @@ impl Relay<'_> {
         session: &mut Session,
         ctx: &mut RequestCtx,
         mut ex: Exchange,
-        conv: Converter<StreamSink>,
+        mut conv: Converter<StreamSink>,
         needs_call: bool,
         render: &Render,
     ) -> Outcome {
@@ -376,24 +376,29 @@ impl Relay<'_> {
                 return Outcome::ClientGone;
             }
         }
-        let mut conv = conv;
-        let mut conv = loop {
+        // One converter variable throughout: a rebinding would keep a second converter-sized
+        // slot in every open stream's state machine.
+        loop {
             let idle = idle_deadline(ctx, keepalive);
-            conv = match self.pump(session, &mut ex, conv, commit, idle).await {
+            match self.pump(session, &mut ex, conv, commit, idle).await {
                 Pumped::Idle(c) => {
+                    conv = c;
                     if self.keep_alive(session).await.is_err() {
                         self.gw.upstream.abort(ex).await;
                         return Outcome::ClientGone;
                     }
-                    c
                 }
-                Pumped::Committed(c) => break c,
+                Pumped::Committed(c) => {
+                    conv = c;
+                    break;
+                }
                 Pumped::Finished(c) => {
                     if needs_call && c.calls() == 0 {
                         self.release(ex).await;
                         return Outcome::NoToolCall;
                     }
-                    break c;
+                    conv = c;
+                    break;
                 }
                 Pumped::Failed(_, f) => {
                     self.gw.upstream.abort(ex).await;
@@ -403,8 +408,8 @@ impl Relay<'_> {
                     self.gw.upstream.abort(ex).await;
                     return Outcome::ClientGone;
                 }
-            };
-        };
+            }
+        }
         if !ctx.stream_open && open_stream(session, ctx, render).await.is_err() {
             self.gw.upstream.abort(ex).await;
             return Outcome::ClientGone;
@@ -427,20 +432,18 @@ impl Relay<'_> {
                 return Outcome::ClientGone;
             }
             let idle = idle_deadline(ctx, keepalive);
+            let mut quiet = false;
+            // Nothing converter-sized is held across an await but `conv` itself.
             conv = match self
                 .pump(session, &mut ex, conv, |c| c.sink().pending() > 0, idle)
                 .await
             {
                 Pumped::Committed(c) | Pumped::Finished(c) => c,
                 Pumped::Idle(c) => {
-                    if self.keep_alive(session).await.is_err() {
-                        self.gw.upstream.abort(ex).await;
-                        return Outcome::ClientGone;
-                    }
+                    quiet = true;
                     c
                 }
                 Pumped::Failed(mut c, f) => {
-                    self.gw.upstream.abort(ex).await;
                     log::warn!(
                         "request {} stream failed after commit: {} ({})",
                         ctx.request_id,
@@ -449,16 +452,22 @@ impl Relay<'_> {
                     );
                     ctx.error_class = Some(f.class.as_str());
                     c.sink_mut().error(&f.to_api_error());
-                    let _ = session
-                        .write_response_body(Some(c.sink_mut().take()), true)
-                        .await;
-                    return Outcome::Served;
+                    let tail = c.sink_mut().take();
+                    drop(c);
+                    self.gw.upstream.abort(ex).await;
+                    let _ = session.write_response_body(Some(tail), true).await;
+                    // The client heard of it; the identity's health hears of it too.
+                    return Outcome::ServedThenFailed(f);
                 }
                 Pumped::ClientGone => {
                     self.gw.upstream.abort(ex).await;
                     return Outcome::ClientGone;
                 }
             };
+            if quiet && self.keep_alive(session).await.is_err() {
+                self.gw.upstream.abort(ex).await;
+                return Outcome::ClientGone;
+            }
         }
     }
 

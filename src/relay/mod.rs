@@ -81,6 +81,9 @@ pub async fn run(
                 return Ok(());
             }
             Outcome::ServedThenFailed(f) => {
+                crate::metrics::UPSTREAM_ATTEMPTS
+                    .with_label_values(&[f.class.as_str()])
+                    .inc();
                 if ephemeral.is_none() {
                     gw.pool.report_failure(&identity, &f);
                 }
