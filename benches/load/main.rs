@@ -25,6 +25,9 @@ pub struct Opts {
     /// Seconds of measurement per target and phase, split over `rounds`.
     pub duration: f64,
     pub rounds: usize,
+    /// Rounds of the latency phase (each target one slice per round): tail latencies need
+    /// more rounds than throughput to be told apart from the machine's noise.
+    pub latency_rounds: usize,
     pub concurrency: usize,
     pub streams: usize,
     pub deltas: usize,
@@ -42,6 +45,7 @@ impl Opts {
             quick,
             duration: if quick { 0.5 } else { 12.0 },
             rounds: if quick { 1 } else { 5 },
+            latency_rounds: if quick { 1 } else { 11 },
             concurrency: if quick { 16 } else { 64 },
             streams: if quick { 200 } else { 8000 },
             deltas: 12,
@@ -68,6 +72,7 @@ impl Opts {
                 "--hold-only" => o.hold_only = true,
                 "--duration" => o.duration = num(a, val(a)?)?.max(0.2),
                 "--rounds" => o.rounds = (num(a, val(a)?)? as usize).max(1),
+                "--latency-rounds" => o.latency_rounds = (num(a, val(a)?)? as usize).max(1),
                 "--concurrency" => o.concurrency = (num(a, val(a)?)? as usize).max(1),
                 "--streams" => o.streams = num(a, val(a)?)? as usize,
                 "--deltas" => o.deltas = (num(a, val(a)?)? as usize).max(1),

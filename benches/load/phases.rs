@@ -360,7 +360,12 @@ pub async fn throughput_and_latency(
         (2, FLOOR_AT_NS, Some(rate_ns)),
         (4, GW_NS, Some(rate_ns)),
     ];
-    let (rows, n) = interleaved(&plan, &targets, sim, &Slices { conc: 0, ..phase }).await;
+    let lat = Slices {
+        rounds: o.latency_rounds,
+        conc: 0,
+        ..phase
+    };
+    let (rows, n) = interleaved(&plan, &targets, sim, &lat).await;
     rep.latency = rows;
     rep.repeated += n;
     fleet.sim_config(0, d).await?;

@@ -76,6 +76,23 @@ impl Row {
         v[v.len() / 2]
     }
 
+    /// This row's p99 minus `base`'s, round by round (the two ran minutes apart at most, in
+    /// the same round), as the median and the range over the rounds.
+    fn paired_p99(&self, base: &Row, which: &str) -> Option<(f64, f64, f64)> {
+        let i = ["ttfb", "ttft", "total"].iter().position(|w| *w == which)?;
+        let mut d: Vec<f64> = self
+            .round_p99
+            .iter()
+            .zip(&base.round_p99)
+            .map(|(a, b)| a[i] - b[i])
+            .collect();
+        if d.len() < 3 {
+            return None;
+        }
+        d.sort_by(f64::total_cmp);
+        Some((d[d.len() / 2], d[0], d[d.len() - 1]))
+    }
+
     fn per_1k(&self, cpu: f64) -> f64 {
         cpu * 1000.0 / (self.stats.ok.max(1) as f64)
     }
@@ -291,6 +308,29 @@ impl Report {
             verdict(ttft < 1.0),
             verdict(total < 1.0)
         );
+        let paired = |l: &str, base: &str, w: &str| {
+            let (Some(a), Some(b)) = (
+                Self::find(&self.latency, l),
+                Self::find(&self.latency, base),
+            ) else {
+                return String::new();
+            };
+            a.paired_p99(b, w).map_or(String::new(), |(m, lo, hi)| {
+                format!("{m:+.2} ms (rounds {lo:+.2} to {hi:+.2})")
+            })
+        };
+        let rounds = Self::find(&self.latency, GW_S).map_or(0, |r| r.round_p99.len());
+        if rounds >= 3 {
+            let _ = writeln!(
+                s,
+                "Paired by round (median over {rounds} rounds of this round's p99 minus the floor's in the same round): first token {}, first byte {}; STREAM_COMMIT=accepted: first token {}, first byte {}; non-stream total {}.",
+                paired(GW_S, FLOOR_AT_S, "ttft"),
+                paired(GW_S, FLOOR_AT_S, "ttfb"),
+                paired(GW_ACCEPTED, FLOOR_AT_S, "ttft"),
+                paired(GW_ACCEPTED, FLOOR_AT_S, "ttfb"),
+                paired(GW_NS, FLOOR_AT_NS, "total"),
+            );
+        }
         if !acc_ttfb.is_nan() {
             let _ = writeln!(
                 s,
