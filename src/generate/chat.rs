@@ -36,8 +36,8 @@ pub async fn serve(
     session: &mut Session,
     ctx: &mut RequestCtx,
     client_creds: Option<ClientCredentials>,
-    input: ChatInput,
-    render: Render,
+    input: &ChatInput,
+    render: &Render,
     kind: GenKind,
 ) -> Result<(), ApiError> {
     ctx.model = Some(input.model.clone());
@@ -46,7 +46,7 @@ pub async fn serve(
         prompt,
         size,
         images,
-    } = super::prompt::from_chat(&input, kind)?;
+    } = super::prompt::from_chat(input, kind)?;
     let ephemeral = super::ephemeral(gw, client_creds).await?;
     let base = parse_model(&input.model).base;
     let model = super::resolve_model(gw, ephemeral.as_ref(), Some(&base), kind).await?;
@@ -68,7 +68,7 @@ pub async fn serve(
     let _in_flight = crate::metrics::InFlightGuard::new();
     let tally = Tally::default();
     let out = Answer {
-        render: &render,
+        render,
         stream: input.stream,
         prompt_tokens: estimate(&job.spec.prompt),
     };

@@ -1,7 +1,9 @@
 //! Calls to the Qwen upstream through Pingora's own connector, so side calls and completions
 //! share one TLS stack and one connection pool model with the proxy (pingora-notes §13).
 
+use std::future::Future;
 use std::net::ToSocketAddrs;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -222,9 +224,10 @@ impl UpstreamClient {
         }
     }
 
-    /// Closes a connection whose body will not be read to the end.
-    pub async fn abort(&self, mut ex: Exchange) {
-        ex.session.shutdown().await;
+    /// Closes a connection whose body will not be read to the end. Boxed: every open stream's
+    /// state machine would otherwise reserve room for it at each of its many call sites.
+    pub fn abort(&self, mut ex: Exchange) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move { ex.session.shutdown().await })
     }
 }
 

@@ -393,11 +393,12 @@ impl Relay<'_> {
                     break;
                 }
                 Pumped::Finished(c) => {
-                    if needs_call && c.calls() == 0 {
+                    let no_call = needs_call && c.calls() == 0;
+                    conv = c;
+                    if no_call {
                         self.release(ex).await;
                         return Outcome::NoToolCall;
                     }
-                    conv = c;
                     break;
                 }
                 Pumped::Failed(_, f) => {
@@ -478,8 +479,16 @@ impl Relay<'_> {
     }
 
     /// Drains what is left of a finished upstream body (briefly) so the connection can be
-    /// pooled; a body that keeps going is cut instead.
-    async fn release(&mut self, mut ex: Exchange) {
+    /// pooled; a body that keeps going is cut instead. Boxed: it runs once per request, and
+    /// inline its state would be reserved in every open stream.
+    fn release(
+        &mut self,
+        ex: Exchange,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(self.release_inline(ex))
+    }
+
+    async fn release_inline(&mut self, mut ex: Exchange) {
         let drained = tokio::time::timeout(std::time::Duration::from_millis(250), async {
             let mut n = 0usize;
             while let Ok(Some(b)) = ex.read().await {

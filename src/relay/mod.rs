@@ -29,7 +29,7 @@ pub async fn run(
     session: &mut Session,
     ctx: &mut RequestCtx,
     plan: &ChatPlan,
-    ephemeral: Option<Identity>,
+    ephemeral: Option<std::sync::Arc<Identity>>,
     render: &render::Render,
 ) -> Result<(), ApiError> {
     let mut plan = std::borrow::Cow::Borrowed(plan);
@@ -40,7 +40,6 @@ pub async fn run(
     let mut tried: Vec<usize> = Vec::new();
     let mut last: Option<Failure> = None;
     let mut unavailable: Option<Unavailable> = None;
-    let ephemeral = ephemeral.map(std::sync::Arc::new);
     let tool_retry = usize::from(plan.tools.as_ref().is_some_and(|t| t.must_call()));
     let max_attempts = 1 + gw.runtime().upstream_retries + tool_retry;
     for _ in 0..max_attempts {

@@ -55,7 +55,7 @@ pub async fn handle(
     let input = ChatRequest::parse(&body)?.to_input()?;
     let mut render = Render::new(Dialect::OpenAi, &input.model);
     render.include_usage = input.include_usage;
-    serve(gw, session, ctx, creds, input, render).await
+    serve(gw, session, ctx, creds, &input, &render).await
 }
 
 /// Client mode brings its own account for this request only.
@@ -89,14 +89,16 @@ pub async fn serve(
     session: &mut Session,
     ctx: &mut RequestCtx,
     client_creds: Option<ClientCredentials>,
-    input: ChatInput,
-    render: Render,
+    // Borrowed: the caller keeps them, and an owned argument would be stored twice in the
+    // state machine that every open stream holds.
+    input: &ChatInput,
+    render: &Render,
 ) -> Result<(), ApiError> {
-    if let Some(kind) = crate::generate::prompt::requested_kind(&input)? {
-        let (creds, r) = (client_creds, render);
-        return crate::generate::chat::serve(gw, session, ctx, creds, input, r, kind).await;
+    if let Some(kind) = crate::generate::prompt::requested_kind(input)? {
+        let creds = client_creds;
+        return crate::generate::chat::serve(gw, session, ctx, creds, input, render, kind).await;
     }
-    let mut plan = translate(&input, gw.runtime().thinking_format)?;
+    let mut plan = translate(input, gw.runtime().thinking_format)?;
     ctx.model = Some(plan.requested_model.clone());
     if gw.settings.debug_mode {
         // The seed logs the user's question in debug mode; truncated, and never credentials.
@@ -113,7 +115,8 @@ pub async fn serve(
         log::debug!("request {} question: {q:?}", ctx.request_id);
     }
     let ephemeral = match client_creds {
-        Some(c) => Some(client_identity(gw, c).await?),
+        // Behind an `Arc`: it stays alive for the whole stream, in every open stream's state.
+        Some(c) => Some(std::sync::Arc::new(client_identity(gw, c).await?)),
         None => None,
     };
     let token = ephemeral.as_ref().and_then(|i| i.token());
@@ -146,5 +149,5 @@ pub async fn serve(
             _ => return Err(ApiError::model_not_found(&plan.requested_model)),
         }
     }
-    relay::run(gw, session, ctx, &plan, ephemeral, &render).await
+    relay::run(gw, session, ctx, &plan, ephemeral, render).await
 }

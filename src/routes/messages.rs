@@ -27,7 +27,7 @@ pub async fn handle(
         render.headers.push((IGNORED_HEADER, ignored.join(", ")));
     }
     render.input_estimate = estimate(&translate(&input, gw.runtime().thinking_format)?.prompt);
-    super::chat::serve(gw, session, ctx, creds, input, render).await
+    super::chat::serve(gw, session, ctx, creds, &input, &render).await
 }
 
 pub async fn count_tokens(

@@ -18,5 +18,5 @@ pub async fn handle(
     let input = req.to_input()?;
     let mut render = Render::new(Dialect::Responses, &input.model);
     render.skeleton = Some(req.skeleton(&render.id, render.created, &input.model));
-    super::chat::serve(gw, session, ctx, creds, input, render).await
+    super::chat::serve(gw, session, ctx, creds, &input, &render).await
 }
