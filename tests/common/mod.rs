@@ -331,3 +331,34 @@ pub fn read_response(r: &mut BufReader<TcpStream>) -> (u16, String, String) {
     }
     (status, head, String::from_utf8(body).unwrap())
 }
+
+/// The `ACCOUNTS` value for `(email, password)` pairs.
+pub fn accounts(list: &[(&str, &str)]) -> String {
+    list.iter()
+        .map(|(e, p)| format!("{e}:{p}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub async fn health(gw: &Proc) -> Value {
+    client()
+        .get(gw.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Waits until `n` identities hold a token (their sign-ins are done).
+pub async fn wait_tokens(gw: &Proc, n: usize) -> Value {
+    for _ in 0..200 {
+        let h = health(gw).await;
+        if h["identity_pool"]["with_valid_token"].as_u64().unwrap() as usize >= n {
+            return h;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("identities never got tokens: {}", health(gw).await);
+}
