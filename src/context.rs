@@ -47,6 +47,12 @@ impl Default for RequestCtx {
 }
 
 impl RequestCtx {
+    /// Whether the request ended without an answer: an error status, no status at all, or a
+    /// stream whose 200 went out and then ended in an error event (no usage recorded).
+    pub fn failed(&self) -> bool {
+        self.status >= 400 || self.status == 0 || (self.stream_open && self.usage.is_none())
+    }
+
     pub fn mark_first_token(&mut self) {
         if self.ttft.is_none() {
             self.ttft = Some(self.started.elapsed());

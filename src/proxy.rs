@@ -81,15 +81,13 @@ impl ProxyHttp for QwenProxy {
         }
         // Per-key usage: every authenticated API request (the admin API itself aside).
         if ctx.caller != "-" && !ctx.route.starts_with("admin") {
-            let u_none = ctx.usage.is_none();
             let u = ctx.usage.unwrap_or_default();
             self.gw.state.record_usage(
                 &ctx.caller,
                 crate::store::usage::Delta {
                     prompt_tokens: u.prompt_tokens,
                     completion_tokens: u.completion_tokens,
-                    // A stream that ended in an error event has a 200 and no answer.
-                    error: ctx.status >= 400 || ctx.status == 0 || (ctx.stream_open && u_none),
+                    error: ctx.failed(),
                     rate_limited: ctx.rate_limited,
                 },
             );

@@ -259,7 +259,7 @@ async fn file_persistence_survives_a_restart() {
     assert_eq!(s["settings"]["think_output"], "think_tags");
     assert_eq!(s["settings"]["upstream_retries"], 1);
     assert_eq!(s["data_save_mode"], "file");
-    let (_, u) = admin(&gw, "GET", "/admin/usage", None).await;
+    let u = settled_usage(&gw).await;
     let row = u["data"]
         .as_array()
         .unwrap()

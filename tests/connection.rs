@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 fn request(method: &str, path: &str, body: &str) -> String {
     format!(
@@ -126,14 +126,7 @@ async fn a_client_that_disconnects_stops_the_upstream_request() {
     // The gateway notices at once and closes the upstream stream: nothing stays in flight.
     let mut in_flight = 1;
     for _ in 0..100 {
-        let h: Value = client()
-            .get(gw.url("/health"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let h = health(&gw).await;
         in_flight = h["identity_pool"]["identities"][0]["in_flight"]
             .as_u64()
             .unwrap();

@@ -14,18 +14,11 @@ const C: (&str, &str) = ("carol@example.com", "pw-carol");
 /// A sim with accounts A, B, C and a gateway signing in to all three.
 async fn pool3(extra: &[(&str, &str)]) -> (Proc, Proc) {
     let sim = spawn_sim(&[A, B, C], &[]);
-    let base = format!("http://127.0.0.1:{}", sim.port);
-    let accts = accounts(&[A, B, C]);
-    let mut env = vec![
-        ("QWEN_BASE_URL", base.as_str()),
-        ("ACCOUNTS", accts.as_str()),
-        (
-            "API_KEY",
-            "sk-test-admin-0123456789,sk-test-user-0123456789",
-        ),
-    ];
-    env.extend_from_slice(extra);
-    let gw = spawn_gateway(&env);
+    let keys = [(
+        "API_KEY",
+        "sk-test-admin-0123456789,sk-test-user-0123456789",
+    )];
+    let gw = accounts_gateway(&sim, &[A, B, C], &[&keys[..], extra].concat());
     wait_tokens(&gw, 3).await;
     (sim, gw)
 }
@@ -154,12 +147,7 @@ async fn the_breaker_opens_after_the_threshold_and_closes_after_the_cooldown() {
 #[tokio::test]
 async fn when_every_account_is_down_clients_get_503_with_retry_after() {
     let sim = spawn_sim(&[A, B], &[]);
-    let base = format!("http://127.0.0.1:{}", sim.port);
-    let accts = accounts(&[A, B]);
-    let gw = spawn_gateway(&[
-        ("QWEN_BASE_URL", base.as_str()),
-        ("ACCOUNTS", accts.as_str()),
-    ]);
+    let gw = accounts_gateway(&sim, &[A, B], &[]);
     wait_tokens(&gw, 2).await;
     inject(&sim, "*", "completions", "http429", 0);
     let r = chat(&gw, ask(0)).await;
@@ -225,7 +213,8 @@ async fn short_lived_tokens_are_refreshed_before_expiry_without_failed_requests(
 async fn a_token_from_the_settings_file_is_written_back_with_a_backup() {
     let sim = spawn_sim(&[A], &[]);
     let base = format!("http://127.0.0.1:{}", sim.port);
-    let old = mint(&sim, A.0, 3);
+    // Long enough that the refresh, due 2 s before expiry, is never late (expiry has 1 s steps).
+    let old = mint(&sim, A.0, 5);
     let dir = std::env::temp_dir().join(format!("qg-writeback-{}", sim.port));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("gateway.env");

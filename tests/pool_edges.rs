@@ -62,12 +62,7 @@ async fn first_requests_wait_for_the_first_sign_in() {
 #[tokio::test]
 async fn a_failure_after_the_answer_started_still_rests_the_account() {
     let sim = spawn_sim(&[A, B], &[]);
-    let base = format!("http://127.0.0.1:{}", sim.port);
-    let accts = accounts(&[A, B]);
-    let gw = spawn_gateway(&[
-        ("QWEN_BASE_URL", base.as_str()),
-        ("ACCOUNTS", accts.as_str()),
-    ]);
+    let gw = accounts_gateway(&sim, &[A, B], &[]);
     wait_tokens(&gw, 2).await;
     let quota = json!({"email": A.0, "endpoint": "completions", "mode": "midstream_quota", "arg": 2, "count": 1});
     assert_eq!(http(sim.port, "POST", "/__sim/inject", Some(&quota)).0, 200);

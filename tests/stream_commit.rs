@@ -8,6 +8,7 @@ use common::*;
 use serde_json::{json, Value};
 
 const KEEPALIVE: &str = ": keep-alive\n\n";
+const BOB: (&str, &str) = ("bob@example.com", "pw-bob");
 
 fn body(prompt: &str) -> Value {
     json!({"model": "qwen3-max", "stream": true,
@@ -16,12 +17,8 @@ fn body(prompt: &str) -> Value {
 
 /// Two accounts that never rest, so a fault on one is retried on the other.
 fn two_accounts(extra: &[(&str, &str)]) -> (Proc, Proc) {
-    let sim = spawn_sim(&[DEMO, ("bob@example.com", "pw-bob")], &[]);
-    let base = format!("http://127.0.0.1:{}", sim.port);
-    let accounts = format!("{}:{},bob@example.com:pw-bob", DEMO.0, DEMO.1);
-    let mut env = vec![
-        ("QWEN_BASE_URL", base.as_str()),
-        ("ACCOUNTS", accounts.as_str()),
+    let sim = spawn_sim(&[DEMO, BOB], &[]);
+    let settings = [
         (
             "API_KEY",
             "sk-test-admin-0123456789,sk-test-user-0123456789",
@@ -29,9 +26,22 @@ fn two_accounts(extra: &[(&str, &str)]) -> (Proc, Proc) {
         ("RATE_LIMIT_COOLDOWN_MS", "0"),
         ("BREAKER_OPEN_AFTER", "1000"),
     ];
-    env.extend_from_slice(extra);
-    let gw = spawn_gateway(&env);
+    let gw = accounts_gateway(&sim, &[DEMO, BOB], &[&settings[..], extra].concat());
     (sim, gw)
+}
+
+/// A streamed request to `path` with a user key, as the SSE text and its status.
+async fn stream_text_of(gw: &Proc, path: &str, body: Value) -> (u16, String) {
+    let r = client()
+        .post(gw.url(path))
+        .header("x-api-key", USER_KEY)
+        .header("anthropic-version", "2023-06-01")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap())
 }
 
 fn completions(sim: &Proc) -> u64 {
@@ -101,32 +111,17 @@ async fn accepted_reports_a_total_failure_as_an_error_event_in_each_api() {
     assert_eq!(events[1], "[DONE]");
     assert_eq!(completions(&sim), 2);
 
-    let r = client()
-        .post(gw.url("/v1/messages"))
-        .header("x-api-key", USER_KEY)
-        .header("anthropic-version", "2023-06-01")
-        .json(
-            &json!({"model": "qwen3-max", "max_tokens": 64, "stream": true,
-                      "messages": [{"role": "user", "content": "hello"}]}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let text = r.text().await.unwrap();
+    let req = json!({"model": "qwen3-max", "max_tokens": 64, "stream": true,
+                      "messages": [{"role": "user", "content": "hello"}]});
+    let (status, text) = stream_text_of(&gw, "/v1/messages", req).await;
+    assert_eq!(status, 200);
     assert!(text.starts_with(KEEPALIVE), "{text}");
     assert!(text.contains("event: error\n"), "{text}");
     assert!(text.contains("\"type\":\"error\""), "{text}");
 
-    let r = client()
-        .post(gw.url("/v1/responses"))
-        .bearer_auth(USER_KEY)
-        .json(&json!({"model": "qwen3-max", "stream": true, "input": "hello"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let text = r.text().await.unwrap();
+    let req = json!({"model": "qwen3-max", "stream": true, "input": "hello"});
+    let (status, text) = stream_text_of(&gw, "/v1/responses", req).await;
+    assert_eq!(status, 200);
     assert!(text.starts_with(KEEPALIVE), "{text}");
     assert!(text.contains("event: response.failed\n"), "{text}");
     assert!(text.contains("upstream_empty_response"), "{text}");

@@ -95,8 +95,8 @@ pub async fn serve(
     render: &Render,
 ) -> Result<(), ApiError> {
     if let Some(kind) = crate::generate::prompt::requested_kind(input)? {
-        let creds = client_creds;
-        return crate::generate::chat::serve(gw, session, ctx, creds, input, render, kind).await;
+        return crate::generate::chat::serve(gw, session, ctx, client_creds, input, render, kind)
+            .await;
     }
     let mut plan = translate(input, gw.runtime().thinking_format)?;
     ctx.model = Some(plan.requested_model.clone());

@@ -340,6 +340,19 @@ pub fn accounts(list: &[(&str, &str)]) -> String {
         .join(",")
 }
 
+/// A gateway in front of `sim` signing in to `list` (`ACCOUNTS`), plus `extra` settings. It
+/// does not wait for the sign-ins (`wait_tokens` does).
+pub fn accounts_gateway(sim: &Proc, list: &[(&str, &str)], extra: &[(&str, &str)]) -> Proc {
+    let base = format!("http://127.0.0.1:{}", sim.port);
+    let accts = accounts(list);
+    let mut env = vec![
+        ("QWEN_BASE_URL", base.as_str()),
+        ("ACCOUNTS", accts.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    spawn_gateway(&env)
+}
+
 pub async fn health(gw: &Proc) -> Value {
     client()
         .get(gw.url("/health"))
