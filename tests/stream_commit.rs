@@ -164,6 +164,28 @@ async fn keep_alive_comments_fill_long_silences_in_an_open_stream() {
     assert!(!r.text().await.unwrap().contains(KEEPALIVE));
 }
 
+#[tokio::test]
+async fn keep_alive_comments_do_not_hide_a_silent_upstream() {
+    // Comments every second must not restart the 2.5 s limit on upstream silence.
+    let (_sim, gw) = pair(&[
+        ("SSE_KEEPALIVE_SECS", "1"),
+        ("UPSTREAM_IDLE_TIMEOUT_MS", "2500"),
+        ("BREAKER_OPEN_AFTER", "1000"),
+    ]);
+    let started = std::time::Instant::now();
+    let r = chat(&gw, body("[[sim:never_end]]")).await;
+    assert_eq!(r.status(), 200);
+    let text = tokio::time::timeout(std::time::Duration::from_secs(20), r.text())
+        .await
+        .expect("the stream ends on the idle limit, not the total one")
+        .unwrap();
+    assert!(text.matches(KEEPALIVE).count() >= 2, "{text}");
+    let events = sse_events(&text);
+    let err: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(err["error"]["code"], "upstream_timeout", "{text}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(2500));
+}
+
 #[test]
 fn an_unknown_commit_point_stops_the_gateway_with_exit_2() {
     let (code, err) = run_to_exit(&[("STREAM_COMMIT", "eventually")]);

@@ -15,6 +15,8 @@ use pingora::upstreams::peer::HttpPeer;
 
 use crate::convert::classify::{Failure, FailureClass};
 
+use super::headers::{self as browser, UrlHeaders};
+
 /// `scheme://host[:port][/prefix]`, parsed once at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseUrl {
@@ -22,6 +24,8 @@ pub struct BaseUrl {
     pub host: String,
     pub port: u16,
     pub prefix: String,
+    /// `Host`, `Origin` and `Referer` for this URL, rendered once.
+    pub headers: UrlHeaders,
 }
 
 impl BaseUrl {
@@ -49,31 +53,34 @@ impl BaseUrl {
             }
             _ => (authority, if tls { 443 } else { 80 }),
         };
+        let authority = authority_of(tls, host, port);
+        let origin = format!("{}://{authority}", if tls { "https" } else { "http" });
         Ok(BaseUrl {
             tls,
             host: host.to_string(),
             port,
             prefix: prefix.to_string(),
+            headers: UrlHeaders::new(&authority, &origin)?,
         })
     }
 
     /// The `Host` header value.
     pub fn authority(&self) -> String {
-        let default = if self.tls { 443 } else { 80 };
-        if self.port == default {
-            self.host.clone()
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        authority_of(self.tls, &self.host, self.port)
     }
 
     /// `scheme://authority` for Origin/Referer headers.
     pub fn origin(&self) -> String {
-        format!(
-            "{}://{}",
-            if self.tls { "https" } else { "http" },
-            self.authority()
-        )
+        String::from_utf8_lossy(self.headers.origin.as_bytes()).into_owned()
+    }
+}
+
+fn authority_of(tls: bool, host: &str, port: u16) -> String {
+    let default = if tls { 443 } else { 80 };
+    if port == default {
+        host.to_string()
+    } else {
+        format!("{host}:{port}")
     }
 }
 
@@ -144,9 +151,13 @@ impl UpstreamClient {
     /// Builds a request header for `path` (relative to the base URL's prefix).
     pub fn request(&self, method: &str, path: &str) -> RequestHeader {
         let full = format!("{}{}", self.base.prefix, path);
-        let mut req =
-            RequestHeader::build(method, full.as_bytes(), None).expect("method and path are valid");
-        let _ = req.insert_header("host", self.base.authority());
+        // No case map: every header this client sends is lower case (see `headers::edit`).
+        let mut req = RequestHeader::build_no_case(method, full.as_bytes(), Some(20))
+            .expect("method and path are valid");
+        let host = self.base.headers.host.clone();
+        browser::edit(&mut req, |h| {
+            h.insert(http::header::HOST, host);
+        });
         req
     }
 
@@ -154,7 +165,9 @@ impl UpstreamClient {
     /// dead before answering is retried once on a fresh one, which is safe because the upstream
     /// never saw the request.
     pub async fn send(&self, mut req: RequestHeader, body: Bytes) -> Result<Exchange, Failure> {
-        let _ = req.insert_header("content-length", body.len().to_string());
+        browser::edit(&mut req, |h| {
+            h.insert(http::header::CONTENT_LENGTH, body.len().into());
+        });
         let mut last = None;
         for _ in 0..2 {
             // Boxed: the connector's future (TLS handshake included) is several KiB, and inline
@@ -209,6 +222,11 @@ impl UpstreamClient {
         Ok(s.response_header().map_or(0, |h| h.status.as_u16()))
     }
 
+    /// How long an upstream body may stay silent before the read fails.
+    pub fn idle_timeout(&self) -> Duration {
+        self.timeouts.idle
+    }
+
     /// Returns a fully read connection to the pool, or closes one that is not reusable.
     pub async fn release(&self, mut ex: Exchange) {
         if ex.session.response_done() {
@@ -232,6 +250,12 @@ impl UpstreamClient {
 }
 
 impl Exchange {
+    /// Stops Pingora timing each body read: a caller that bounds upstream silence with its own
+    /// timer saves a timer registration and two allocations per read (see `relay`).
+    pub fn untimed_reads(&mut self) {
+        self.session.set_read_timeout(None);
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.session
             .response_header()

@@ -28,13 +28,13 @@ pub struct RawChoice<'a> {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct RawDelta<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub content: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub phase: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub status: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub name: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub extra: Option<RawExtra<'a>>,
@@ -102,6 +102,38 @@ pub struct RawData<'a> {
     pub error: Option<RawError<'a>>,
 }
 
+/// An optional string that borrows from the input unless it has escapes. serde's `borrow`
+/// only borrows a bare `Cow<str>`; inside an `Option` it copies every string, which was three
+/// allocations per upstream event (content, phase, status).
+fn opt_str<'de, D>(d: D) -> Result<Option<Cow<'de, str>>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct Str<'a>(Cow<'a, str>);
+    impl<'de> Deserialize<'de> for Str<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Str<'de>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a string")
+                }
+                fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                    Ok(Str(Cow::Borrowed(v)))
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                    Ok(Str(Cow::Owned(v.to_owned())))
+                }
+                fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                    Ok(Str(Cow::Owned(v)))
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
+    Ok(Option::<Str<'de>>::deserialize(d)?.map(|s| s.0))
+}
+
 /// The upstream always sends one choice; keeping only the first avoids a Vec per event.
 fn first_choice<'de, D>(d: D) -> Result<Option<RawChoice<'de>>, D::Error>
 where
@@ -141,7 +173,14 @@ mod tests {
         let e = parse(br#"{"choices":[{"delta":{"role":"assistant","content":"Hi \u00e9","phase":"answer","status":"typing"}}],"response_id":"r","usage":{"input_tokens":10,"output_tokens":2,"output_tokens_details":{"reasoning_tokens":1}}}"#).unwrap();
         let d = e.choices.unwrap().delta.unwrap();
         assert_eq!(d.content.as_deref(), Some("Hi é"));
+        assert!(matches!(d.content, Some(Cow::Owned(_))), "escaped: copied");
         assert_eq!(d.phase.as_deref(), Some("answer"));
+        assert!(matches!(d.phase, Some(Cow::Borrowed(_))), "plain: borrowed");
+        assert!(matches!(d.status, Some(Cow::Borrowed("typing"))));
+        assert!(d.name.is_none());
+        let n = parse(br#"{"choices":[{"delta":{"content":null,"phase":"answer"}}]}"#).unwrap();
+        assert!(n.choices.unwrap().delta.unwrap().content.is_none());
+        assert!(parse(br#"{"choices":[{"delta":{"content":7}}]}"#).is_err());
         let u = e.usage.unwrap();
         assert_eq!((u.input_tokens, u.output_tokens), (Some(10), Some(2)));
     }

@@ -140,21 +140,28 @@ pub async fn run(
     };
     // Only a first try may be retried for a missing required call.
     let needs_call = plan.tools.as_ref().is_some_and(|t| t.must_call()) && !plan.corrective;
+    // The relay's one timer per read also bounds upstream silence (see `Relay::pump`).
+    ex.untimed_reads();
     let mut relay = Relay {
         gw,
         decoder: SseDecoder::new(gw.settings.max_sse_line_bytes),
         first_chunk: true,
         deadline,
+        idle: gw.upstream.idle_timeout(),
+        last_read: Instant::now(),
     };
     if plan.stream {
-        let conv = Converter::new(render.stream_sink(), opts);
+        let mut conv = Converter::new(render.stream_sink(), opts);
         relay
-            .stream(session, ctx, ex, conv, needs_call, render)
+            .stream(session, ctx, ex, &mut conv, needs_call, render)
             .await
     } else {
-        let conv = Converter::new(Aggregator::default(), opts);
-        match relay.pump(session, &mut ex, conv, |_| false, None).await {
-            Pumped::Finished(conv) => {
+        let mut conv = Converter::new(Aggregator::default(), opts);
+        match relay
+            .pump(session, &mut ex, &mut conv, |_| false, None)
+            .await
+        {
+            Pumped::Finished => {
                 relay.release(ex).await;
                 if needs_call && conv.calls() == 0 {
                     return Outcome::NoToolCall;
@@ -177,11 +184,11 @@ pub async fn run(
                     Err(_) => Outcome::ClientGone,
                 }
             }
-            Pumped::Failed(_, f) => {
+            Pumped::Failed(f) => {
                 gw.upstream.abort(ex).await;
                 Outcome::Failed(f)
             }
-            Pumped::Committed(_) | Pumped::Idle(_) => {
+            Pumped::Committed | Pumped::Idle => {
                 unreachable!("aggregation never commits early nor waits with a deadline")
             }
             Pumped::ClientGone => {
@@ -226,14 +233,14 @@ pub(crate) async fn client_gone(session: &mut Session) {
     }
 }
 
-enum Pumped<S: Sink> {
+enum Pumped {
     /// The converter finished the answer.
-    Finished(Converter<S>),
+    Finished,
     /// The commit predicate fired; the caller continues streaming.
-    Committed(Converter<S>),
+    Committed,
     /// Nothing to send by `idle_until`: time for a keep-alive comment.
-    Idle(Converter<S>),
-    Failed(Converter<S>, Failure),
+    Idle,
+    Failed(Failure),
     ClientGone,
 }
 
@@ -241,7 +248,11 @@ struct Relay<'a> {
     gw: &'a Gateway,
     decoder: SseDecoder,
     first_chunk: bool,
+    /// The request's total time limit.
     deadline: Instant,
+    /// How long the upstream may stay silent, and when it last spoke.
+    idle: std::time::Duration,
+    last_read: Instant,
 }
 
 impl Relay<'_> {
@@ -251,41 +262,51 @@ impl Relay<'_> {
         &mut self,
         session: &mut Session,
         ex: &mut Exchange,
-        mut conv: Converter<S>,
+        conv: &mut Converter<S>,
         commit: impl Fn(&Converter<S>) -> bool,
         idle_until: Option<Instant>,
-    ) -> Pumped<S> {
+    ) -> Pumped {
         loop {
-            // One timer for both limits: a keep-alive due before the deadline shortens it.
-            let wake = idle_until.map_or(self.deadline, |t| t.min(self.deadline));
+            // One timer for all three limits (Pingora's own per-read timer is off): the total
+            // deadline, upstream silence, and a keep-alive due before either.
+            let silent = self.last_read + self.idle;
+            let limit = silent.min(self.deadline);
+            let wake = idle_until.map_or(limit, |t| t.min(limit));
             let read = tokio::select! {
                 r = tokio::time::timeout_at(wake, ex.read()) => r,
                 _ = client_gone(session) => return Pumped::ClientGone,
             };
             let step = match read {
-                Err(_) if wake < self.deadline => return Pumped::Idle(conv),
+                Err(_) if wake < limit => return Pumped::Idle,
+                Err(_) if silent < self.deadline => Step::Failed(Failure::new(
+                    FailureClass::Timeout,
+                    "reading the upstream stream: ReadTimedout",
+                )),
                 Err(_) => Step::Failed(Failure::new(
                     FailureClass::Timeout,
                     "total time limit reached",
                 )),
                 Ok(Err(f)) => Step::Failed(f),
-                Ok(Ok(Some(chunk))) => self.feed(&mut conv, &chunk),
-                Ok(Ok(None)) => self.finish(&mut conv),
+                Ok(Ok(Some(chunk))) => {
+                    self.last_read = Instant::now();
+                    self.feed(conv, &chunk)
+                }
+                Ok(Ok(None)) => self.finish(conv),
             };
             match step {
                 Step::Continue => {
-                    if commit(&conv) {
+                    if commit(conv) {
                         // Chunks that already arrived go out in the same write: one syscall and
                         // one downstream frame per burst instead of per upstream event.
-                        match self.drain_ready(ex, &mut conv) {
-                            Step::Continue => return Pumped::Committed(conv),
-                            Step::Done => return Pumped::Finished(conv),
-                            Step::Failed(f) => return Pumped::Failed(conv, f),
+                        match self.drain_ready(ex, conv) {
+                            Step::Continue => return Pumped::Committed,
+                            Step::Done => return Pumped::Finished,
+                            Step::Failed(f) => return Pumped::Failed(f),
                         }
                     }
                 }
-                Step::Done => return Pumped::Finished(conv),
-                Step::Failed(f) => return Pumped::Failed(conv, f),
+                Step::Done => return Pumped::Finished,
+                Step::Failed(f) => return Pumped::Failed(f),
             }
         }
     }
@@ -353,7 +374,7 @@ impl Relay<'_> {
         session: &mut Session,
         ctx: &mut RequestCtx,
         mut ex: Exchange,
-        mut conv: Converter<StreamSink>,
+        conv: &mut Converter<StreamSink>,
         needs_call: bool,
         render: &Render,
     ) -> Outcome {
@@ -376,32 +397,24 @@ impl Relay<'_> {
                 return Outcome::ClientGone;
             }
         }
-        // One converter variable throughout: a rebinding would keep a second converter-sized
-        // slot in every open stream's state machine.
         loop {
             let idle = idle_deadline(ctx, keepalive);
             match self.pump(session, &mut ex, conv, commit, idle).await {
-                Pumped::Idle(c) => {
-                    conv = c;
+                Pumped::Idle => {
                     if self.keep_alive(session).await.is_err() {
                         self.gw.upstream.abort(ex).await;
                         return Outcome::ClientGone;
                     }
                 }
-                Pumped::Committed(c) => {
-                    conv = c;
-                    break;
-                }
-                Pumped::Finished(c) => {
-                    let no_call = needs_call && c.calls() == 0;
-                    conv = c;
-                    if no_call {
+                Pumped::Committed => break,
+                Pumped::Finished => {
+                    if needs_call && conv.calls() == 0 {
                         self.release(ex).await;
                         return Outcome::NoToolCall;
                     }
                     break;
                 }
-                Pumped::Failed(_, f) => {
+                Pumped::Failed(f) => {
                     self.gw.upstream.abort(ex).await;
                     return Outcome::Failed(f);
                 }
@@ -433,18 +446,16 @@ impl Relay<'_> {
                 return Outcome::ClientGone;
             }
             let idle = idle_deadline(ctx, keepalive);
-            let mut quiet = false;
-            // Nothing converter-sized is held across an await but `conv` itself.
-            conv = match self
-                .pump(session, &mut ex, conv, |c| c.sink().pending() > 0, idle)
-                .await
-            {
-                Pumped::Committed(c) | Pumped::Finished(c) => c,
-                Pumped::Idle(c) => {
-                    quiet = true;
-                    c
+            let pending = |c: &Converter<StreamSink>| c.sink().pending() > 0;
+            match self.pump(session, &mut ex, conv, pending, idle).await {
+                Pumped::Committed | Pumped::Finished => {}
+                Pumped::Idle => {
+                    if self.keep_alive(session).await.is_err() {
+                        self.gw.upstream.abort(ex).await;
+                        return Outcome::ClientGone;
+                    }
                 }
-                Pumped::Failed(mut c, f) => {
+                Pumped::Failed(f) => {
                     log::warn!(
                         "request {} stream failed after commit: {} ({})",
                         ctx.request_id,
@@ -452,9 +463,8 @@ impl Relay<'_> {
                         f.detail
                     );
                     ctx.error_class = Some(f.class.as_str());
-                    c.sink_mut().error(&f.to_api_error());
-                    let tail = c.sink_mut().take();
-                    drop(c);
+                    conv.sink_mut().error(&f.to_api_error());
+                    let tail = conv.sink_mut().take();
                     self.gw.upstream.abort(ex).await;
                     let _ = session.write_response_body(Some(tail), true).await;
                     // The client heard of it; the identity's health hears of it too.
@@ -464,10 +474,6 @@ impl Relay<'_> {
                     self.gw.upstream.abort(ex).await;
                     return Outcome::ClientGone;
                 }
-            };
-            if quiet && self.keep_alive(session).await.is_err() {
-                self.gw.upstream.abort(ex).await;
-                return Outcome::ClientGone;
             }
         }
     }
