@@ -86,7 +86,8 @@ pub struct Converter<S: Sink> {
     stop: StopMatcher,
     content_tokens: TokenCounter,
     reasoning_tokens: TokenCounter,
-    usage: Option<RawUsage>,
+    /// The latest raw usage object (cumulative upstream, so the last one counts).
+    usage: Vec<u8>,
     /// Later events may omit the details, so the largest reported count is kept.
     reasoning_reported: Option<u64>,
     /// Cumulative-summary diffing: elements fully or partly sent, and bytes sent of the last.
@@ -114,7 +115,7 @@ impl<S: Sink> Converter<S> {
             stop: StopMatcher::new(opts.stop),
             content_tokens: TokenCounter::default(),
             reasoning_tokens: TokenCounter::default(),
-            usage: None,
+            usage: Vec::new(),
             reasoning_reported: None,
             summary_elems: 0,
             summary_last_len: 0,
@@ -178,11 +179,14 @@ impl<S: Sink> Converter<S> {
             self.malformed += 1;
             return Step::Continue;
         };
-        if let Some(u) = ev.usage {
-            if let Some(r) = u.output_tokens_details.and_then(|d| d.reasoning_tokens) {
+        if let Some(raw) = ev.usage {
+            let raw = raw.get().as_bytes();
+            if let Some(r) = events::reasoning_tokens(raw) {
                 self.reasoning_reported = Some(self.reasoning_reported.unwrap_or(0).max(r));
             }
-            self.usage = Some(u);
+            // Parsed only when the usage is read, at the end.
+            self.usage.clear();
+            self.usage.extend_from_slice(raw);
         }
         if let Some(err) = &ev.error {
             return self.on_error(from_error(err));
@@ -442,7 +446,7 @@ impl<S: Sink> Converter<S> {
     }
 
     fn usage(&self) -> Usage {
-        let u = self.usage.unwrap_or_default();
+        let u = RawUsage::parse(&self.usage).unwrap_or_default();
         let prompt = u.input_tokens.or(u.prompt_tokens);
         let completion = u.output_tokens.or(u.completion_tokens);
         let reasoning = self.reasoning_reported;

@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use crate::convert::classify::{classify_json_error, from_error, Failure, FailureClass};
-use crate::qwen::events;
+use crate::qwen::events::{self, RawUsage};
 
 /// `![image](url)`, the form chat clients render inline.
 pub fn image_markdown(url: &str) -> String {
@@ -120,7 +120,7 @@ impl ImageScan {
                 }));
                 return;
             }
-            if let Some(u) = ev.usage {
+            if let Some(u) = ev.usage.and_then(|r| RawUsage::parse(r.get().as_bytes())) {
                 self.input_tokens = u.input_tokens.or(u.prompt_tokens).or(self.input_tokens);
                 self.output_tokens = u
                     .output_tokens

@@ -2,15 +2,22 @@
 //! are skipped without building a tree, and strings without escapes are not copied.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use memchr::memmem;
 
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct RawEvent<'a> {
     #[serde(borrow, default, deserialize_with = "first_choice")]
     pub choices: Option<RawChoice<'a>>,
-    pub usage: Option<RawUsage>,
+    /// Kept raw: every event repeats the cumulative usage and only the last one matters, and
+    /// parsing each into fields cost about a fifth of the whole conversion.
+    #[serde(borrow)]
+    pub usage: Option<&'a RawValue>,
     #[serde(borrow)]
     pub error: Option<RawError<'a>>,
     pub success: Option<bool>,
@@ -77,6 +84,26 @@ pub struct RawUsage {
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
 pub struct RawOutputDetails {
     pub reasoning_tokens: Option<u64>,
+}
+
+impl RawUsage {
+    /// The fields of a raw usage object; `None` when it is not one.
+    pub fn parse(raw: &[u8]) -> Option<RawUsage> {
+        serde_json::from_slice(raw).ok()
+    }
+}
+
+/// The `reasoning_tokens` count in a raw usage object, found by scanning rather than parsing
+/// (it is needed from every event): usage holds only numbers and small objects of numbers,
+/// so the key cannot turn up inside a string.
+pub fn reasoning_tokens(raw: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = b"\"reasoning_tokens\"";
+    static FINDER: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(KEY));
+    let at = FINDER.find(raw)? + KEY.len();
+    let rest = raw[at..].trim_ascii_start().strip_prefix(b":")?;
+    let rest = rest.trim_ascii_start();
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -181,8 +208,46 @@ mod tests {
         let n = parse(br#"{"choices":[{"delta":{"content":null,"phase":"answer"}}]}"#).unwrap();
         assert!(n.choices.unwrap().delta.unwrap().content.is_none());
         assert!(parse(br#"{"choices":[{"delta":{"content":7}}]}"#).is_err());
-        let u = e.usage.unwrap();
+        let raw = e.usage.unwrap().get().as_bytes();
+        let u = RawUsage::parse(raw).unwrap();
         assert_eq!((u.input_tokens, u.output_tokens), (Some(10), Some(2)));
+        assert_eq!(reasoning_tokens(raw), Some(1));
+        assert_eq!(
+            u.output_tokens_details.and_then(|d| d.reasoning_tokens),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn reasoning_tokens_are_found_by_scanning() {
+        for (raw, want) in [
+            (
+                &br#"{"output_tokens_details":{"reasoning_tokens":102,"text_tokens":4}}"#[..],
+                Some(102),
+            ),
+            (
+                br#"{"output_tokens_details" : { "reasoning_tokens" :  7 } }"#,
+                Some(7),
+            ),
+            (
+                br#"{"output_tokens_details":{"reasoning_tokens":null}}"#,
+                None,
+            ),
+            (br#"{"output_tokens":3}"#, None),
+            (
+                br#"{"output_tokens_details":{"reasoning_tokens":99999999999999999999999}}"#,
+                None,
+            ),
+            (br#"{"reasoning_tokens""#, None),
+        ] {
+            assert_eq!(
+                reasoning_tokens(raw),
+                want,
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        assert!(RawUsage::parse(b"[1]").is_none());
     }
 
     #[test]
