@@ -265,18 +265,37 @@ impl Source<'_> {
         }
     }
 
+    /// A whole number of `unit`s that, as a duration, stays within [`MAX_DURATION_SECS`].
+    fn bounded(&self, key: &str, default: u64, unit_secs: f64) -> Result<u64, ConfigError> {
+        let n: u64 = self.num(key, default)?;
+        if n as f64 * unit_secs > MAX_DURATION_SECS as f64 {
+            return Err(ConfigError(format!(
+                "{key} names more than 10 years ({n}); use a smaller value"
+            )));
+        }
+        Ok(n)
+    }
+
+    fn secs(&self, key: &str, default: u64) -> Result<u64, ConfigError> {
+        self.bounded(key, default, 1.0)
+    }
+
     fn millis_or_zero(&self, key: &str, default_ms: u64) -> Result<Duration, ConfigError> {
-        Ok(Duration::from_millis(self.num(key, default_ms)?))
+        Ok(Duration::from_millis(self.bounded(key, default_ms, 0.001)?))
     }
 
     fn millis(&self, key: &str, default_ms: u64) -> Result<Duration, ConfigError> {
-        let ms: u64 = self.num(key, default_ms)?;
+        let ms = self.bounded(key, default_ms, 0.001)?;
         if ms == 0 {
             return Err(ConfigError(format!("{key} must be greater than 0")));
         }
         Ok(Duration::from_millis(ms))
     }
 }
+
+/// The longest duration any setting may name: far beyond any use, and small enough that adding
+/// it to a clock reading cannot overflow (which panics, request by request).
+const MAX_DURATION_SECS: u64 = 10 * 365 * 24 * 3600;
 
 /// Splits the seed's cookie forms: `|||`-separated, or one per line with `#` comments. Stray
 /// whitespace and line breaks inside a cookie are removed, as browsers' copy-paste adds them.
@@ -459,7 +478,7 @@ impl Settings {
             ));
         }
 
-        let video_timeout_secs: u64 = s.num("VIDEO_TIMEOUT_SECS", 600)?;
+        let video_timeout_secs: u64 = s.secs("VIDEO_TIMEOUT_SECS", 600)?;
         if video_timeout_secs == 0 {
             return Err(ConfigError(
                 "VIDEO_TIMEOUT_SECS must be greater than 0".into(),
@@ -491,7 +510,9 @@ impl Settings {
             pool_strategy,
             max_in_flight_per_identity: s.num("MAX_IN_FLIGHT_PER_IDENTITY", 0)?,
             breaker,
-            token_refresh_ahead: Duration::from_secs(s.num("TOKEN_REFRESH_AHEAD_SECS", 24 * 3600)?),
+            token_refresh_ahead: Duration::from_secs(
+                s.secs("TOKEN_REFRESH_AHEAD_SECS", 24 * 3600)?,
+            ),
             chat_cleanup,
             chat_sweep_interval: s.millis("CHAT_SWEEP_INTERVAL_MS", 3_600_000)?,
             reasoning_output,
@@ -502,8 +523,8 @@ impl Settings {
                 .get("VISION_FALLBACK_MODEL")
                 .unwrap_or_else(|| "qwen3-vl-plus".into()),
             auto_refresh_token: s.bool("AUTO_REFRESH_TOKEN", true)?,
-            token_refresh_interval_hours: s.num("TOKEN_REFRESH_INTERVAL_HOURS", 24)?,
-            models_cache_ttl: Duration::from_secs(s.num("MODELS_CACHE_TTL", 3600)?),
+            token_refresh_interval_hours: s.bounded("TOKEN_REFRESH_INTERVAL_HOURS", 24, 3600.0)?,
+            models_cache_ttl: Duration::from_secs(s.secs("MODELS_CACHE_TTL", 3600)?),
             max_body_bytes,
             max_sse_line_bytes,
             upstream_retries: s.num("UPSTREAM_RETRIES", 2)?,
@@ -514,11 +535,11 @@ impl Settings {
             threads,
             client_body_timeout: s.millis("CLIENT_BODY_TIMEOUT_MS", 60_000)?,
             stream_commit,
-            sse_keepalive: match s.num("SSE_KEEPALIVE_SECS", 15u64)? {
+            sse_keepalive: match s.secs("SSE_KEEPALIVE_SECS", 15)? {
                 0 => None,
                 n => Some(Duration::from_secs(n)),
             },
-            client_keepalive_secs: match s.num("CLIENT_KEEPALIVE_SECS", 60u64)? {
+            client_keepalive_secs: match s.secs("CLIENT_KEEPALIVE_SECS", 60)? {
                 0 => {
                     return Err(ConfigError(
                         "CLIENT_KEEPALIVE_SECS must be greater than 0".into(),
@@ -544,12 +565,12 @@ impl Settings {
             } else {
                 None
             },
-            grace_period_secs: s.num("GRACE_PERIOD_SECS", 30)?,
+            grace_period_secs: s.secs("GRACE_PERIOD_SECS", 30)?,
             data_save,
             redis,
             key_rpm_limit: s.num("KEY_RPM_LIMIT", 0)?,
             key_max_concurrent: s.num("KEY_MAX_CONCURRENT", 0)?,
-            graceful_shutdown_timeout_secs: s.num("GRACEFUL_SHUTDOWN_TIMEOUT_SECS", 5)?,
+            graceful_shutdown_timeout_secs: s.secs("GRACEFUL_SHUTDOWN_TIMEOUT_SECS", 5)?,
         })
     }
 

@@ -56,6 +56,11 @@ fn invalid_values_name_the_setting() {
         ("REDIS_URL", "http://not-redis"),
         ("KEY_RPM_LIMIT", "-1"),
         ("KEY_MAX_CONCURRENT", "many"),
+        // Durations past any use would overflow clock arithmetic at request time.
+        ("SSE_KEEPALIVE_SECS", "18446744073709551615"),
+        ("UPSTREAM_TOTAL_TIMEOUT_MS", "18446744073709551615"),
+        ("TOKEN_REFRESH_INTERVAL_HOURS", "5124095576030432"),
+        ("VIDEO_TIMEOUT_SECS", "315360001"),
     ] {
         let e = load(&[(k, v)]).unwrap_err();
         assert!(e.0.contains(k), "{e}");
