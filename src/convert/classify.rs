@@ -171,7 +171,12 @@ pub fn classify_code(code: &str, text: &str) -> FailureClass {
 }
 
 /// Classifies a non-200 upstream reply from its status, headers and (bounded) body.
+/// The longest rest an upstream may ask for. Its quota replies name hours (up to a day); an
+/// absurd value must not bench an account for ever, nor overflow clock arithmetic (a panic).
+pub const MAX_RETRY_AFTER_SECS: u64 = 7 * 24 * 3600;
+
 pub fn classify_status(status: u16, retry_after: Option<u64>, body: &[u8]) -> Failure {
+    let retry_after = retry_after.map(|s| s.min(MAX_RETRY_AFTER_SECS));
     Failure {
         status: Some(status),
         ..classify_status_inner(status, retry_after, body)
@@ -223,7 +228,8 @@ pub fn classify_json_error(body: &[u8]) -> Option<Failure> {
                 .as_ref()
                 .and_then(|n| n.as_f64())
                 .filter(|_| class == FailureClass::RateLimit)
-                .map(|h| (h * 3600.0) as u64);
+                // `as` saturates (NaN becomes 0); the bound keeps the rest finite.
+                .map(|h| ((h * 3600.0) as u64).min(MAX_RETRY_AFTER_SECS));
             return Some(Failure {
                 class,
                 detail: format!("{code}: {details}"),
@@ -273,6 +279,9 @@ mod tests {
             FailureClass::Transient
         );
         assert_eq!(classify_status(504, None, b"").class, FailureClass::Timeout);
+        // An absurd Retry-After is bounded (it once could overflow the pool's clock arithmetic).
+        let f = classify_status(429, Some(u64::MAX), b"{}");
+        assert_eq!(f.retry_after, Some(MAX_RETRY_AFTER_SECS));
     }
 
     #[test]
@@ -285,6 +294,13 @@ mod tests {
             (f.class, f.retry_after),
             (FailureClass::RateLimit, Some(7200))
         );
+        for (num, want) in [("1e300", MAX_RETRY_AFTER_SECS), ("-3", 0)] {
+            let body = format!(
+                r#"{{"success":false,"data":{{"code":"RateLimited","num":{num},"details":"x"}}}}"#
+            );
+            let f = classify_json_error(body.as_bytes()).unwrap();
+            assert_eq!(f.retry_after, Some(want), "num {num}");
+        }
         let f = classify_json_error(
             br#"{"success":false,"data":{"code":"Bad_Request","details":"Internal error"}}"#,
         )
