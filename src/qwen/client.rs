@@ -53,7 +53,11 @@ impl BaseUrl {
             }
             _ => (authority, if tls { 443 } else { 80 }),
         };
-        let authority = authority_of(tls, host, port);
+        let authority = if port == (if tls { 443 } else { 80 }) {
+            host.to_string()
+        } else {
+            format!("{host}:{port}")
+        };
         let origin = format!("{}://{authority}", if tls { "https" } else { "http" });
         Ok(BaseUrl {
             tls,
@@ -66,21 +70,12 @@ impl BaseUrl {
 
     /// The `Host` header value.
     pub fn authority(&self) -> String {
-        authority_of(self.tls, &self.host, self.port)
+        String::from_utf8_lossy(self.headers.host.as_bytes()).into_owned()
     }
 
     /// `scheme://authority` for Origin/Referer headers.
     pub fn origin(&self) -> String {
         String::from_utf8_lossy(self.headers.origin.as_bytes()).into_owned()
-    }
-}
-
-fn authority_of(tls: bool, host: &str, port: u16) -> String {
-    let default = if tls { 443 } else { 80 };
-    if port == default {
-        host.to_string()
-    } else {
-        format!("{host}:{port}")
     }
 }
 

@@ -94,16 +94,16 @@ fn browser_common(h: &mut HeaderMap, base: &BaseUrl) {
     h.insert(REFERER, base.headers.referer.clone());
 }
 
-pub fn apply(req: &mut RequestHeader, base: &BaseUrl, creds: &Credentials<'_>, accept: &str) {
+pub fn apply(
+    req: &mut RequestHeader,
+    base: &BaseUrl,
+    creds: &Credentials<'_>,
+    accept: &'static str,
+) {
     let cookie = match creds.cookie {
         Some(c) if c.contains("token=") => c.to_string(),
         Some(c) => format!("{c}; token={}", creds.token),
         None => format!("token={}", creds.token),
-    };
-    let accept = match accept {
-        "application/json" => JSON,
-        "text/event-stream" => fixed("text/event-stream"),
-        other => HeaderValue::from_str(other).unwrap_or(JSON),
     };
     edit(req, |h| {
         if let Some(v) = dynamic(format!("Bearer {}", creds.token)) {
@@ -113,7 +113,7 @@ pub fn apply(req: &mut RequestHeader, base: &BaseUrl, creds: &Credentials<'_>, a
             h.insert(COOKIE, v);
         }
         browser_common(h, base);
-        h.insert(ACCEPT, accept);
+        h.insert(ACCEPT, fixed(accept));
         h.insert(ACCEPT_LANGUAGE, fixed("en-US,en;q=0.9"));
         h.insert(CONTENT_TYPE, JSON);
         h.insert(VERSION, fixed("0.2.68"));

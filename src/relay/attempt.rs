@@ -147,7 +147,6 @@ pub async fn run(
         decoder: SseDecoder::new(gw.settings.max_sse_line_bytes),
         first_chunk: true,
         deadline,
-        idle: gw.upstream.idle_timeout(),
         last_read: Instant::now(),
     };
     if plan.stream {
@@ -250,8 +249,7 @@ struct Relay<'a> {
     first_chunk: bool,
     /// The request's total time limit.
     deadline: Instant,
-    /// How long the upstream may stay silent, and when it last spoke.
-    idle: std::time::Duration,
+    /// When the upstream last sent anything (silence is bounded by its idle timeout).
     last_read: Instant,
 }
 
@@ -269,7 +267,7 @@ impl Relay<'_> {
         loop {
             // One timer for all three limits (Pingora's own per-read timer is off): the total
             // deadline, upstream silence, and a keep-alive due before either.
-            let silent = self.last_read + self.idle;
+            let silent = self.last_read + self.gw.upstream.idle_timeout();
             let limit = silent.min(self.deadline);
             let wake = idle_until.map_or(limit, |t| t.min(limit));
             let read = tokio::select! {
