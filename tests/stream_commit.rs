@@ -192,3 +192,46 @@ fn an_unknown_commit_point_stops_the_gateway_with_exit_2() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("STREAM_COMMIT"), "{err}");
 }
+
+/// The first read a client makes of a streamed answer, on a fresh connection: everything the
+/// gateway released at once (the client is already waiting when the upstream answers).
+fn first_read(gw: &Proc, prompt: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let b = body(prompt).to_string();
+    write!(
+        s,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {USER_KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+        b.len()
+    )
+    .unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let n = s.read(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn the_header_leaves_together_with_the_first_chunk() {
+    // The first output comes 300 ms after the request; a header sent on its own would be
+    // all that the waiting client reads first.
+    let (_sim, gw) = pair(&[]);
+    for _ in 0..5 {
+        let text = first_read(&gw, "[[sim:slow_first_event=300]] hi");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a whole header");
+        assert!(head.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(
+            body.contains(r#""role":"assistant""#),
+            "header alone: {text}"
+        );
+    }
+    // Committed when the upstream accepts: the header and the comment.
+    let (_sim, gw) = pair(&[("STREAM_COMMIT", "accepted")]);
+    for _ in 0..5 {
+        let text = first_read(&gw, "[[sim:slow_first_event=300]] hi");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a whole header");
+        assert!(head.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(body.contains(KEEPALIVE), "header alone: {text}");
+    }
+}

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use pingora::proxy::Session;
 use tokio::time::Instant;
 
+use super::cork;
 use crate::config::StreamCommit;
 use crate::context::RequestCtx;
 use crate::convert::classify::{
@@ -388,9 +389,13 @@ impl Relay<'_> {
         let keepalive = self.gw.settings.sse_keepalive;
         if self.gw.settings.stream_commit == StreamCommit::Accepted && !ctx.stream_open {
             // The comment makes the first bytes go out now, not only the header.
-            if open_stream(session, ctx, render).await.is_err()
-                || self.keep_alive(session).await.is_err()
-            {
+            let corked = cork::set(session, true);
+            let opened = open_stream(session, ctx, render).await.is_ok()
+                && self.keep_alive(session).await.is_ok();
+            if corked {
+                cork::set(session, false);
+            }
+            if !opened {
                 self.gw.upstream.abort(ex).await;
                 return Outcome::ClientGone;
             }
@@ -422,9 +427,14 @@ impl Relay<'_> {
                 }
             }
         }
-        if !ctx.stream_open && open_stream(session, ctx, render).await.is_err() {
-            self.gw.upstream.abort(ex).await;
-            return Outcome::ClientGone;
+        // Uncorked after the first write, whichever it is.
+        let mut corked = false;
+        if !ctx.stream_open {
+            corked = cork::set(session, true);
+            if open_stream(session, ctx, render).await.is_err() {
+                self.gw.upstream.abort(ex).await;
+                return Outcome::ClientGone;
+            }
         }
         ctx.mark_first_token();
         loop {
@@ -432,6 +442,9 @@ impl Relay<'_> {
             if conv.is_done() {
                 ctx.usage = conv.final_usage();
                 let written = session.write_response_body(Some(out), true).await;
+                if corked {
+                    cork::set(session, false);
+                }
                 self.release(ex).await;
                 return if written.is_ok() {
                     Outcome::Served
@@ -442,6 +455,9 @@ impl Relay<'_> {
             if !out.is_empty() && session.write_response_body(Some(out), false).await.is_err() {
                 self.gw.upstream.abort(ex).await;
                 return Outcome::ClientGone;
+            }
+            if std::mem::take(&mut corked) {
+                cork::set(session, false);
             }
             let idle = idle_deadline(ctx, keepalive);
             let pending = |c: &Converter<StreamSink>| c.sink().pending() > 0;

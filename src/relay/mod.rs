@@ -9,6 +9,7 @@
 //! replay 64 KiB). Measured in §13 at no throughput cost against the proxy path.
 
 mod attempt;
+mod cork;
 pub mod render;
 
 use pingora::proxy::Session;
