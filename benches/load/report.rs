@@ -77,8 +77,8 @@ impl Row {
     }
 
     /// This row's p99 minus `base`'s, round by round (the two ran minutes apart at most, in
-    /// the same round), as the median and the range over the rounds.
-    fn paired_p99(&self, base: &Row, which: &str) -> Option<(f64, f64, f64)> {
+    /// the same round): the median over the rounds and the rounds' range.
+    fn paired_p99(&self, base: &Row, which: &str) -> Option<Paired> {
         let i = ["ttfb", "ttft", "total"].iter().position(|w| *w == which)?;
         let mut d: Vec<f64> = self
             .round_p99
@@ -90,7 +90,15 @@ impl Row {
             return None;
         }
         d.sort_by(f64::total_cmp);
-        Some((d[d.len() / 2], d[0], d[d.len() - 1]))
+        let (lo, hi, coverage) = median_interval(&d);
+        Some(Paired {
+            median: d[d.len() / 2],
+            min: d[0],
+            max: d[d.len() - 1],
+            lo,
+            hi,
+            coverage,
+        })
     }
 
     fn per_1k(&self, cpu: f64) -> f64 {
@@ -123,6 +131,67 @@ pub struct Report {
     pub warmup_failures: Vec<String>,
     /// Slices run again because other processes disturbed them.
     pub repeated: usize,
+}
+
+/// A paired difference over the rounds, with an interval for its median.
+struct Paired {
+    median: f64,
+    min: f64,
+    max: f64,
+    lo: f64,
+    hi: f64,
+    coverage: f64,
+}
+
+impl Paired {
+    fn render(&self) -> String {
+        format!(
+            "{:+.2} ms (rounds {:+.2} to {:+.2}; {:.0}% interval {:+.2} to {:+.2})",
+            self.median,
+            self.min,
+            self.max,
+            self.coverage * 100.0,
+            self.lo,
+            self.hi
+        )
+    }
+
+    /// Against a limit: met only when the whole interval is below it, missed only when the
+    /// whole interval is above it; in between, the run cannot tell.
+    fn verdict(&self, limit: f64) -> &'static str {
+        if self.hi < limit {
+            "met"
+        } else if self.lo >= limit {
+            "**not met**"
+        } else {
+            "within this run's noise"
+        }
+    }
+}
+
+/// The distribution-free interval for a median: order statistics k and n+1-k of the sorted
+/// values, with k the largest index that keeps the coverage at 90% or more (for 11 rounds:
+/// the 3rd and 9th values, 93.5%). Nothing is assumed about how the rounds' p99s spread.
+fn median_interval(sorted: &[f64]) -> (f64, f64, f64) {
+    let n = sorted.len();
+    // P(Binomial(n, 1/2) <= j), summed term by term.
+    let tail = |j: usize| -> f64 {
+        let mut c = 1.0f64;
+        let mut sum = 0.0;
+        for i in 0..=j {
+            if i > 0 {
+                c = c * (n + 1 - i) as f64 / i as f64;
+            }
+            sum += c;
+        }
+        sum / 2f64.powi(n as i32)
+    };
+    let mut k = 1;
+    while k < n.div_ceil(2) && 1.0 - 2.0 * tail(k) >= 0.90 {
+        k += 1;
+    }
+    let coverage = 1.0 - 2.0 * tail(k - 1);
+    (sorted[k - 1], sorted[n - k], coverage)
 }
 
 fn ms(x: f64) -> String {
@@ -313,22 +382,40 @@ impl Report {
                 Self::find(&self.latency, l),
                 Self::find(&self.latency, base),
             ) else {
-                return String::new();
+                return None;
             };
-            a.paired_p99(b, w).map_or(String::new(), |(m, lo, hi)| {
-                format!("{m:+.2} ms (rounds {lo:+.2} to {hi:+.2})")
-            })
+            a.paired_p99(b, w)
         };
         let rounds = Self::find(&self.latency, GW_S).map_or(0, |r| r.round_p99.len());
         if rounds >= 3 {
+            let show = |p: &Option<Paired>| p.as_ref().map_or(String::new(), Paired::render);
+            let judge = |p: &Option<Paired>| p.as_ref().map_or("", |p| p.verdict(1.0));
+            let (d_ttft, d_ttfb) = (
+                paired(GW_S, FLOOR_AT_S, "ttft"),
+                paired(GW_S, FLOOR_AT_S, "ttfb"),
+            );
+            let (a_ttft, a_ttfb) = (
+                paired(GW_ACCEPTED, FLOOR_AT_S, "ttft"),
+                paired(GW_ACCEPTED, FLOOR_AT_S, "ttfb"),
+            );
+            let ns = paired(GW_NS, FLOOR_AT_NS, "total");
             let _ = writeln!(
                 s,
                 "Paired by round (median over {rounds} rounds of this round's p99 minus the floor's in the same round): first token {}, first byte {}; STREAM_COMMIT=accepted: first token {}, first byte {}; non-stream total {}.",
-                paired(GW_S, FLOOR_AT_S, "ttft"),
-                paired(GW_S, FLOOR_AT_S, "ttfb"),
-                paired(GW_ACCEPTED, FLOOR_AT_S, "ttft"),
-                paired(GW_ACCEPTED, FLOOR_AT_S, "ttfb"),
-                paired(GW_NS, FLOOR_AT_NS, "total"),
+                show(&d_ttft),
+                show(&d_ttfb),
+                show(&a_ttft),
+                show(&a_ttfb),
+                show(&ns),
+            );
+            let _ = writeln!(
+                s,
+                "Paired verdicts (< 1 ms, judged on the interval): default first token {}, first byte {}; STREAM_COMMIT=accepted first token {}, first byte {}; non-stream total {}.",
+                judge(&d_ttft),
+                judge(&d_ttfb),
+                judge(&a_ttft),
+                judge(&a_ttfb),
+                judge(&ns),
             );
         }
         if !acc_ttfb.is_nan() {
