@@ -351,6 +351,40 @@ async fn cache_avoids_a_second_upload() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[tokio::test]
+async fn simultaneous_uploads_of_the_same_content_share_one() {
+    let env = Env::new();
+    let cache = UploadCache::memory(16);
+    let (creds, opts) = (env.creds(), env.opts());
+    let many = |bytes: Bytes| {
+        futures_util::future::join_all((0..4).map(|_| {
+            upload_cached(
+                &cache,
+                &env.client,
+                &creds,
+                bytes.clone(),
+                "image/png",
+                &opts,
+            )
+        }))
+    };
+    let ups: Vec<_> = many(image(12))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(ups.iter().filter(|u| !u.cached).count(), 1);
+    assert!(ups.iter().all(|u| u.file_url == ups[0].file_url));
+    assert_eq!(env.media()["uploads"], 1);
+
+    // The leader fails (every STS attempt): the three that waited upload for themselves.
+    inject(&env.sim, "*", "sts", "sts_500", 4);
+    let ups = many(image(13)).await;
+    assert!(ups[0].as_ref().is_err_and(|f| f.status == Some(500)));
+    assert!(ups[1..].iter().all(|u| u.as_ref().is_ok_and(|u| !u.cached)));
+    assert_eq!(env.media()["uploads"], 1 + 3);
+}
+
 async fn ingest_one(
     env: &Env,
     settings: &MediaSettings,

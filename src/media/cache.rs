@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use lru::LruCache;
+
+use super::flight::{Flight, Flights};
 use sha2::{Digest, Sha256};
 
 pub const DEFAULT_CAPACITY: usize = 1024;
@@ -31,6 +33,7 @@ pub struct UploadCache {
     /// Entries older than this are misses; uploaded URLs may be pre-signed and expire.
     ttl: Option<Duration>,
     remote: OnceLock<Arc<dyn RemoteCache>>,
+    flights: Flights,
 }
 
 /// A cache shared with other instances, behind the local one.
@@ -80,6 +83,7 @@ impl UploadCache {
             backend: Backend::Memory(Mutex::new(LruCache::new(cap))),
             ttl: None,
             remote: OnceLock::new(),
+            flights: Flights::default(),
         }
     }
 
@@ -91,6 +95,7 @@ impl UploadCache {
             backend: Backend::Dir(path),
             ttl: None,
             remote: OnceLock::new(),
+            flights: Flights::default(),
         })
     }
 
@@ -100,6 +105,7 @@ impl UploadCache {
             backend: Backend::Off,
             ttl: None,
             remote: OnceLock::new(),
+            flights: Flights::default(),
         }
     }
 
@@ -146,6 +152,12 @@ impl UploadCache {
         let url = remote.get(key).await.filter(|u| valid_url(u))?;
         self.put(key, &url);
         Some(url)
+    }
+
+    /// Joins the upload of `key` in progress, if any (see `flight`); `None` when nothing is
+    /// remembered, so that waiting could not help.
+    pub fn flight(&self, key: &str) -> Option<Flight<'_>> {
+        (!matches!(self.backend, Backend::Off)).then(|| self.flights.join(key))
     }
 
     /// Remembers `url` here and in the shared cache.

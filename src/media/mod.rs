@@ -5,7 +5,8 @@
 //!   private-address [`guard`], with a size cap, a timeout and a content-type check.
 //! * [`upload`] asks the upstream for an STS grant ([`sts`]) and PUTs the bytes to OSS,
 //!   signed with [`oss`] V4, on a host that may differ from the Qwen base URL ([`endpoint`]).
-//! * [`cache`] remembers uploads by content hash; [`ingest`] chains all of it for one
+//! * [`cache`] remembers uploads by content hash, and [`flight`] makes simultaneous requests
+//!   with the same content share one upload; [`ingest`] chains all of it for one
 //!   content part, and [`settings`] reads the environment for it.
 //! * Every failure is a [`MediaError`] with a truthful status, never a silent text-only
 //!   fall-back.
@@ -15,6 +16,7 @@ pub mod data_uri;
 pub mod endpoint;
 pub mod error;
 pub mod fetch;
+pub mod flight;
 pub mod guard;
 pub mod http;
 pub mod ingest;

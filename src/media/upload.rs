@@ -13,6 +13,7 @@ use crate::qwen::headers::Credentials;
 
 use super::cache::{content_key, UploadCache};
 use super::endpoint::OssEndpoint;
+use super::flight::{self, Flight};
 use super::http::{self, HttpError, Limits, Target};
 use super::oss::{self, PutObject};
 use super::retry::{Backoff, Step};
@@ -139,20 +140,35 @@ pub async fn upload_cached(
 ) -> Result<Uploaded, Failure> {
     let key = content_key(&bytes);
     if let Some(url) = cache.lookup(&key).await {
-        return Ok(Uploaded {
-            file_url: url,
-            file_id: None,
-            file_path: None,
-            filename: String::new(),
-            mime: mime.to_string(),
-            size: bytes.len(),
-            sha256: key,
-            cached: true,
-        });
+        return Ok(from_cache(url, key, mime, bytes.len()));
     }
+    // Held until the URL is remembered: the same content arriving meanwhile waits for it.
+    let _lead = match cache.flight(&key) {
+        Some(Flight::Follow(rx)) => {
+            flight::wait(rx).await;
+            if let Some(url) = cache.lookup(&key).await {
+                return Ok(from_cache(url, key, mime, bytes.len()));
+            }
+            None
+        }
+        lead => lead,
+    };
     let up = upload_with(client, creds, bytes, mime, opts).await?;
     cache.remember(&key, &up.file_url);
     Ok(up)
+}
+
+fn from_cache(url: String, key: String, mime: &str, size: usize) -> Uploaded {
+    Uploaded {
+        file_url: url,
+        file_id: None,
+        file_path: None,
+        filename: String::new(),
+        mime: mime.to_string(),
+        size,
+        sha256: key,
+        cached: true,
+    }
 }
 
 /// STS grant, then the signed OSS PUT, each with retries.
