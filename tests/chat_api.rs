@@ -481,3 +481,63 @@ async fn client_mode_takes_credentials_from_the_request() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// What the sim's `image_tool` reports, as the gateway shows it.
+const TOOL_IMAGE: &str =
+    "![image](https://cdn.qwenlm.ai/output/sim/t2i/tool/1780000000.png?key=sim)";
+
+#[tokio::test]
+async fn pictures_from_the_image_tool_open_the_answer_once() {
+    // The sim reports the picture during the thinking and again after it.
+    let (sim, gw) = pair(&[("THINKING_FORMAT", "detail")]);
+    let (status, _, text) = stream_body(
+        &gw,
+        json!({"model": "qwen3-max-thinking", "stream": true,
+               "messages": user("[[sim:image_tool]] draw a cat")}),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let (content, reasoning, _) = stream_text(&sse_events(&text));
+    let last = last_completion(&sim);
+    let answer = last["answer"].as_str().unwrap();
+    assert_eq!(content, format!("{TOOL_IMAGE}\n\n{answer}"));
+    assert_eq!(reasoning, last["reasoning"].as_str().unwrap());
+
+    // Unstreamed, without thinking: the same answer.
+    let r = chat(
+        &gw,
+        json!({"model": "qwen3-max", "messages": user("[[sim:image_tool]] draw a dog")}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let answer = last_completion(&sim)["answer"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        format!("{TOOL_IMAGE}\n\n{answer}")
+    );
+
+    // Thinking inside tags: the picture comes after the closing tag.
+    let (sim, gw) = pair(&[
+        ("THINKING_FORMAT", "detail"),
+        ("THINK_OUTPUT_FORMAT", "think_tags"),
+    ]);
+    let r = chat(
+        &gw,
+        json!({"model": "qwen3-max-thinking", "messages": user("[[sim:image_tool]] draw")}),
+    )
+    .await;
+    let v: Value = r.json().await.unwrap();
+    let last = last_completion(&sim);
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        format!(
+            "<think>\n{}\n</think>\n\n{TOOL_IMAGE}\n\n{}",
+            last["reasoning"].as_str().unwrap(),
+            last["answer"].as_str().unwrap()
+        )
+    );
+}

@@ -138,6 +138,18 @@ impl EventWriter {
         close(buf)
     }
 
+    /// A normal chat's image-tool result (protocol §5.5): the picture in `extra.image_list`.
+    pub fn image_list(&self, url: &str, usage: Option<Usage>) -> Bytes {
+        let mut buf = open(url.len() + 420);
+        buf.extend_from_slice(b"{\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"");
+        self.phase(&mut buf, "image_gen_tool");
+        buf.extend_from_slice(b",\"extra\":{\"image_list\":[{\"image\":");
+        push_str(&mut buf, url);
+        buf.extend_from_slice(b",\"width\":1024,\"height\":1024}]},\"status\":\"typing\"}");
+        self.tail(&mut buf, usage);
+        close(buf)
+    }
+
     /// End of a thinking phase: `{"phase":<p>,"status":"finished"}`, no usage.
     pub fn phase_finished(&self, phase: &str) -> Bytes {
         let mut buf = open(160);

@@ -109,6 +109,8 @@ pub struct Faults {
     pub slow_first_event_ms: Option<u64>,
     pub idle_gap_ms: Option<u64>,
     pub native_tool: bool,
+    /// A normal chat calling the image tool: `extra.image_list`, during the thinking if any.
+    pub image_tool: bool,
     pub done: bool,
     pub usage: UsageStyle,
     pub huge_line: Option<usize>,
@@ -168,6 +170,7 @@ impl Faults {
             "slow_first_event" => self.slow_first_event_ms = Some(num(arg, 2000)),
             "idle_gap" => self.idle_gap_ms = Some(num(arg, 2000)),
             "native_tool" => self.native_tool = true,
+            "image_tool" => self.image_tool = true,
             "done" => self.done = true,
             "prompt_usage" => self.usage = UsageStyle::Prompt,
             "no_usage" => self.usage = UsageStyle::None,

@@ -41,6 +41,9 @@ pub struct Plan {
     pub usage: Usage,
 }
 
+/// The picture `image_tool` reports (a CDN-style URL; nothing is served there).
+pub const TOOL_IMAGE_URL: &str = "https://cdn.qwenlm.ai/output/sim/t2i/tool/1780000000.png?key=sim";
+
 pub const QUOTA_ERROR: &str = r#"{"error":{"code":"internal_error","message":"Allocated quota exceeded, please increase your quota limit. For details, see: https://help.aliyun.com/zh/model-studio/error-code#token-limit"}}"#;
 pub const MODERATION_INPUT: &str = r#"{"error":{"code":"data_inspection_failed","details":"内容安全警告：输入数据可能包含不适当的内容！"}}"#;
 pub const MODERATION_OUTPUT: &str = r#"{"error":{"code":"data_inspection_failed","details":"内容安全警告：输出内容可能包含不适当的内容！"}}"#;
@@ -195,12 +198,19 @@ fn render_events(
             f.push(w.phase_finished("thinking_summary"));
         }
         Thinking::Detail(parts) => {
-            for p in parts {
+            for (i, p) in parts.iter().enumerate() {
                 usage.reasoning += 1;
                 f.push(w.delta("think", p, Some(usage)));
+                if i == 0 && faults.image_tool {
+                    f.push(w.image_list(TOOL_IMAGE_URL, Some(usage)));
+                }
             }
             f.push(w.phase_finished("think"));
         }
+    }
+    if faults.image_tool {
+        // Upstream repeats the list; the gateway shows each picture once.
+        f.push(w.image_list(TOOL_IMAGE_URL, Some(usage)));
     }
     plan.reasoning = content.thinking.reasoning();
     plan.usage = usage;

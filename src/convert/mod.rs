@@ -1,6 +1,7 @@
 //! Pure translation between the client APIs and the Qwen web protocol: no I/O, no clock.
 
 pub mod classify;
+pub mod images;
 pub mod input;
 pub mod model;
 pub mod request;

@@ -7,6 +7,7 @@ use crate::config::{ReasoningOutput, SearchInfoMode};
 use crate::qwen::events::{self, RawDelta, RawUsage};
 
 use super::classify::{classify_json_error, from_error, Failure, FailureClass};
+use super::images::ToolImages;
 use super::request::ToolPlan;
 use super::search;
 use super::stop::StopMatcher;
@@ -95,6 +96,7 @@ pub struct Converter<S: Sink> {
     summary_last_len: usize,
     think_tag_open: bool,
     search_pending: Option<String>,
+    images: ToolImages,
     visible: bool,
     content_seen: bool,
     done: bool,
@@ -121,6 +123,7 @@ impl<S: Sink> Converter<S> {
             summary_last_len: 0,
             think_tag_open: false,
             search_pending: None,
+            images: ToolImages::default(),
             visible: false,
             content_seen: false,
             done: false,
@@ -231,6 +234,20 @@ impl<S: Sink> Converter<S> {
     }
 
     fn on_delta(&mut self, d: RawDelta<'_>) -> Step {
+        if let Some(list) = d.extra.as_ref().and_then(|e| e.image_list.as_ref()) {
+            for item in list {
+                if let Some(url) = item.image.as_deref().or(item.url.as_deref()) {
+                    self.images.offer(url);
+                }
+            }
+            if self.content_seen && self.images.has_held() {
+                let md = self.images.take(true);
+                let step = self.content(&md);
+                if step != Step::Continue {
+                    return step;
+                }
+            }
+        }
         let phase = d.phase.as_deref();
         let is_search = d.name.as_deref() == Some("web_search") || phase == Some("web_search");
         if is_search {
@@ -332,6 +349,14 @@ impl<S: Sink> Converter<S> {
         }
         self.close_think_tag();
         self.content_seen = true;
+        if self.images.has_held() {
+            // Pictures that came during the thinking open the answer.
+            let md = self.images.take(false);
+            let step = self.content(&md);
+            if step != Step::Continue {
+                return step;
+            }
+        }
         let Some(parser) = self.tool_parser.as_mut() else {
             return self.text(text);
         };
@@ -395,6 +420,13 @@ impl<S: Sink> Converter<S> {
     }
 
     fn complete(&mut self, mut reason: FinishReason) -> Step {
+        if reason == FinishReason::Stop && self.images.has_held() {
+            // Pictures the answer has not shown yet, or an answer of pictures only.
+            let md = self.images.take(self.content_seen);
+            if self.content(md.trim_end()) == Step::Done {
+                return Step::Done;
+            }
+        }
         if let (Some(parser), FinishReason::Stop) = (self.tool_parser.as_mut(), reason) {
             let mut pieces = Vec::new();
             parser.finish(&mut pieces);

@@ -321,3 +321,48 @@ proptest! {
         }
     }
 }
+
+fn image_tool(url: &str) -> String {
+    format!(
+        r#"data: {{"choices":[{{"delta":{{"role":"assistant","content":"","phase":"image_gen_tool","extra":{{"image_list":[{{"image":{},"width":1024}}]}},"status":"typing"}}}}]}}"#,
+        serde_json::to_string(url).unwrap()
+    ) + "\n\n"
+}
+
+#[test]
+fn image_tool_pictures_become_markdown_in_the_answer() {
+    // Pictures only: the answer is the pictures.
+    let stream = [
+        CREATED.to_string(),
+        image_tool("https://cdn/a.png"),
+        FINISHED.into(),
+    ]
+    .concat();
+    let (step, agg) = aggregate(&stream, opts());
+    assert_eq!(step, Step::Done);
+    assert_eq!(agg.content, "![image](https://cdn/a.png)");
+
+    // One arriving in the middle of the answer, repeated: shown there, once.
+    let stream = [
+        CREATED.to_string(),
+        answer("Here:", 1),
+        image_tool("https://cdn/a.png"),
+        image_tool("https://cdn/a.png"),
+        answer(" done", 2),
+        FINISHED.into(),
+    ]
+    .concat();
+    let (_, agg) = aggregate(&stream, opts());
+    assert_eq!(agg.content, "Here:\n\n![image](https://cdn/a.png) done");
+
+    // A list without a usable URL changes nothing.
+    let stream = [
+        CREATED.to_string(),
+        image_tool("data:x"),
+        answer("Hi", 1),
+        FINISHED.into(),
+    ]
+    .concat();
+    let (_, agg) = aggregate(&stream, opts());
+    assert_eq!(agg.content, "Hi");
+}

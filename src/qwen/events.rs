@@ -52,6 +52,17 @@ pub struct RawExtra<'a> {
     #[serde(borrow)]
     pub summary_thought: Option<RawContentList<'a>>,
     pub web_search_info: Option<Vec<SearchItem>>,
+    /// Pictures from the image tool in a normal chat (§5.5).
+    #[serde(borrow, default)]
+    pub image_list: Option<Vec<RawImage<'a>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawImage<'a> {
+    #[serde(borrow, default, deserialize_with = "opt_str")]
+    pub image: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "opt_str")]
+    pub url: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
