@@ -43,8 +43,9 @@ pub struct RawDelta<'a> {
     pub status: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "opt_str")]
     pub name: Option<Cow<'a, str>>,
+    /// Boxed: most events have none, and every event is moved a few times on its way.
     #[serde(borrow)]
-    pub extra: Option<RawExtra<'a>>,
+    pub extra: Option<Box<RawExtra<'a>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
