@@ -240,9 +240,9 @@ impl<S: Sink> Converter<S> {
                     self.images.offer(url);
                 }
             }
+            // Before the answer begins they wait for it (`content`, `complete`).
             if self.content_seen && self.images.has_held() {
-                let md = self.images.take(true);
-                let step = self.content(&md);
+                let step = self.show_images(false);
                 if step != Step::Continue {
                     return step;
                 }
@@ -348,21 +348,29 @@ impl<S: Sink> Converter<S> {
             return Step::Continue;
         }
         self.close_think_tag();
-        self.content_seen = true;
         if self.images.has_held() {
             // Pictures that came during the thinking open the answer.
-            let md = self.images.take(false);
-            let step = self.content(&md);
+            let step = self.show_images(true);
             if step != Step::Continue {
                 return step;
             }
         }
+        self.content_seen = true;
         let Some(parser) = self.tool_parser.as_mut() else {
             return self.text(text);
         };
         let mut pieces = Vec::new();
         parser.push(text, &mut pieces);
         self.pieces(pieces)
+    }
+
+    /// The pictures not shown yet, as answer text; `before_text` when answer text follows.
+    fn show_images(&mut self, before_text: bool) -> Step {
+        let mut md = self.images.take(self.content_seen);
+        if before_text && !self.content_seen {
+            md.push_str("\n\n");
+        }
+        self.content(&md)
     }
 
     fn pieces(&mut self, pieces: Vec<Piece>) -> Step {
@@ -422,8 +430,7 @@ impl<S: Sink> Converter<S> {
     fn complete(&mut self, mut reason: FinishReason) -> Step {
         if reason == FinishReason::Stop && self.images.has_held() {
             // Pictures the answer has not shown yet, or an answer of pictures only.
-            let md = self.images.take(self.content_seen);
-            if self.content(md.trim_end()) == Step::Done {
+            if self.show_images(false) == Step::Done {
                 return Step::Done;
             }
         }

@@ -7,23 +7,14 @@
 use serde_json::Value;
 
 use crate::convert::classify::{classify_json_error, from_error, Failure, FailureClass};
+use crate::convert::images::is_url;
 use crate::qwen::events::{self, RawUsage};
 
-/// `![image](url)`, the form chat clients render inline.
-pub fn image_markdown(url: &str) -> String {
-    format!("![image]({url})")
-}
+pub use crate::convert::images::markdown as image_markdown;
 
 /// A player for clients that render HTML in Markdown, and a plain link for the rest.
 pub fn video_markdown(url: &str) -> String {
     format!("<video src=\"{url}\" controls></video>\n\n[Download video]({url})")
-}
-
-fn is_url(s: &str) -> bool {
-    let s = s.trim();
-    (s.starts_with("https://") || s.starts_with("http://"))
-        && !s.contains(char::is_whitespace)
-        && s.len() > "http://".len()
 }
 
 /// The URLs of every `![alt](url)` in `text`, in order. An optional `"title"` and angle

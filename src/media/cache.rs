@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use lru::LruCache;
+use sha2::{Digest, Sha256};
 
 use super::flight::{Flight, Flights};
-use sha2::{Digest, Sha256};
 
 pub const DEFAULT_CAPACITY: usize = 1024;
 pub const DEFAULT_DIR: &str = "./caches";

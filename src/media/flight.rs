@@ -37,16 +37,17 @@ impl Flights {
             return Flight::Follow(rx.clone());
         }
         let (tx, rx) = watch::channel(());
-        running.insert(key.to_string(), rx);
+        let key = key.to_string();
+        running.insert(key.clone(), rx);
         Flight::Lead(Lead {
             flights: self,
-            key: key.to_string(),
+            key,
             _done: tx,
         })
     }
 
-    /// Uploads in progress (for tests).
-    pub fn running(&self) -> usize {
+    #[cfg(test)]
+    fn running(&self) -> usize {
         self.running.lock().map_or(0, |r| r.len())
     }
 }
