@@ -69,7 +69,7 @@ fn main() {
         run_probe(settings);
     }
     let listen = settings.listen.clone();
-    let (server, _gw) = match qwen_gateway::server::build(cli.pingora, settings, cli.demo) {
+    let (server, gw) = match qwen_gateway::server::build(cli.pingora, settings, cli.demo) {
         Ok(s) => s,
         Err(e) => fail(&e),
     };
@@ -77,7 +77,9 @@ fn main() {
         "qwen-gateway {} listening on {listen}",
         env!("CARGO_PKG_VERSION")
     );
-    server.run_forever();
+    server.run(pingora::server::RunArgs::default());
+    qwen_gateway::store::save_at_exit(&gw);
+    std::process::exit(0);
 }
 
 fn run_probe(settings: qwen_gateway::config::Settings) -> ! {

@@ -105,7 +105,7 @@ pub fn build(
             "shared state",
             crate::shared::sync::SharedService { gw: gw.clone() },
         ));
-    } else if gw.state.backend_name() != "none" {
+    } else if crate::store::saves_usage(&gw) {
         // With shared state, usage goes to Redis as it happens instead.
         server.add_service(background_service(
             "data flush",

@@ -416,8 +416,8 @@ pub enum PatchError {
     Save(StoreError),
 }
 
-/// Saves the usage counters now and then (and once more at shutdown) when they changed; other
-/// changes are saved at once by the admin API.
+/// Saves the usage counters now and then when they changed; other changes are saved at once by
+/// the admin API, and the last counters by [`save_at_exit`].
 pub struct FlushService {
     pub gw: Arc<crate::gateway::Gateway>,
 }
@@ -432,11 +432,31 @@ impl pingora::services::background::BackgroundService for FlushService {
         loop {
             tokio::select! {
                 _ = tick.tick() => self.gw.state.flush_usage().await,
-                _ = shutdown.changed() => {
-                    self.gw.state.flush_usage().await;
-                    return;
-                }
+                _ = shutdown.changed() => return,
             }
         }
+    }
+}
+
+/// Whether this gateway saves usage itself (not with shared state, where usage goes to Redis as
+/// it happens, nor with `DATA_SAVE_MODE=none`).
+pub fn saves_usage(gw: &crate::gateway::Gateway) -> bool {
+    gw.state.shared().is_none() && gw.state.backend_name() != "none"
+}
+
+/// The last save, once the server's runtimes are gone. It cannot be a task of theirs: with no
+/// grace period Pingora shuts the runtimes down right after signalling shutdown, which drops
+/// their tasks, so a final flush there may never run and the counters since the last flush
+/// would be lost. Unconditional, since a dropped flush may have taken the dirty mark already.
+pub fn save_at_exit(gw: &crate::gateway::Gateway) {
+    if !saves_usage(gw) {
+        return;
+    }
+    match tokio::runtime::Builder::new_current_thread().build() {
+        Ok(rt) => {
+            // `persist` logs its own failure.
+            let _ = rt.block_on(gw.state.persist());
+        }
+        Err(e) => log::error!("saving the data at exit failed: {e}"),
     }
 }
