@@ -403,9 +403,10 @@ impl State {
 
     /// Saves when the usage counters changed since the last flush.
     pub async fn flush_usage(&self) {
-        if self.usage.take_dirty() && self.persist().await.is_err() {
-            // Try again on the next flush.
-            self.usage.reset_dirty();
+        if let Some(mark) = self.usage.take_dirty_for_save() {
+            if self.persist().await.is_ok() {
+                mark.saved();
+            }
         }
     }
 }
@@ -444,19 +445,17 @@ pub fn saves_usage(gw: &crate::gateway::Gateway) -> bool {
     gw.state.shared().is_none() && gw.state.backend_name() != "none"
 }
 
-/// The last save, once the server's runtimes are gone. It cannot be a task of theirs: with no
-/// grace period Pingora shuts the runtimes down right after signalling shutdown, which drops
-/// their tasks, so a final flush there may never run and the counters since the last flush
-/// would be lost. Unconditional, since a dropped flush may have taken the dirty mark already.
+/// The last save of changed usage, once the server's runtimes are gone. It cannot be a task of
+/// theirs: with no grace period Pingora shuts the runtimes down right after signalling
+/// shutdown, which drops their tasks, so a final flush there may never run and the counters
+/// since the last flush would be lost. Only when something changed, so that the old process of
+/// a graceful reload does not overwrite, with nothing new, what its successor saved meanwhile.
 pub fn save_at_exit(gw: &crate::gateway::Gateway) {
     if !saves_usage(gw) {
         return;
     }
     match tokio::runtime::Builder::new_current_thread().build() {
-        Ok(rt) => {
-            // `persist` logs its own failure.
-            let _ = rt.block_on(gw.state.persist());
-        }
+        Ok(rt) => rt.block_on(gw.state.flush_usage()),
         Err(e) => log::error!("saving the data at exit failed: {e}"),
     }
 }

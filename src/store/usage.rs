@@ -94,6 +94,31 @@ impl UsageBook {
     pub fn take_dirty(&self) -> bool {
         self.dirty.swap(false, Ordering::AcqRel)
     }
+
+    /// Takes the changed mark for a save, to be handed back unless the save completes: after a
+    /// failure, and also when the saving task is dropped (at shutdown), so that the next save
+    /// still writes the counters.
+    pub fn take_dirty_for_save(&self) -> Option<DirtyMark<'_>> {
+        self.take_dirty().then_some(DirtyMark { book: self })
+    }
+}
+
+/// A taken changed mark; see [`UsageBook::take_dirty_for_save`].
+pub struct DirtyMark<'a> {
+    book: &'a UsageBook,
+}
+
+impl DirtyMark<'_> {
+    /// The save completed.
+    pub fn saved(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for DirtyMark<'_> {
+    fn drop(&mut self) {
+        self.book.reset_dirty();
+    }
 }
 
 #[cfg(test)]
@@ -130,5 +155,16 @@ mod tests {
         assert_eq!((c.errors, c.rate_limited, c.last_used_at), (1, 1, 6));
         assert!(b.take_dirty());
         assert!(!b.take_dirty());
+    }
+
+    #[test]
+    fn a_save_that_does_not_complete_hands_the_mark_back() {
+        let b = UsageBook::default();
+        assert!(b.take_dirty_for_save().is_none());
+        b.reset_dirty();
+        drop(b.take_dirty_for_save().unwrap());
+        let mark = b.take_dirty_for_save().expect("dropped: still changed");
+        mark.saved();
+        assert!(b.take_dirty_for_save().is_none());
     }
 }
