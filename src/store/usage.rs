@@ -99,7 +99,8 @@ impl UsageBook {
     /// failure, and also when the saving task is dropped (at shutdown), so that the next save
     /// still writes the counters.
     pub fn take_dirty_for_save(&self) -> Option<DirtyMark<'_>> {
-        self.take_dirty().then_some(DirtyMark { book: self })
+        // `then`, not `then_some`: a mark built and dropped would set the flag it reports as clear.
+        self.take_dirty().then(|| DirtyMark { book: self })
     }
 }
 
@@ -161,10 +162,12 @@ mod tests {
     fn a_save_that_does_not_complete_hands_the_mark_back() {
         let b = UsageBook::default();
         assert!(b.take_dirty_for_save().is_none());
+        assert!(b.take_dirty_for_save().is_none(), "asking changes nothing");
         b.reset_dirty();
         drop(b.take_dirty_for_save().unwrap());
         let mark = b.take_dirty_for_save().expect("dropped: still changed");
         mark.saved();
         assert!(b.take_dirty_for_save().is_none());
+        assert!(!b.take_dirty());
     }
 }
