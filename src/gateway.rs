@@ -240,6 +240,50 @@ impl Gateway {
     }
 }
 
+/// Makes the pool follow identity changes another gateway saved (another instance sharing
+/// Redis, or another process on the same data file).
+pub fn follow_identities(gw: &Gateway, c: crate::store::RemoteIdentities) {
+    use std::sync::atomic::Ordering::Relaxed;
+    for (uid, rec) in c.records {
+        let existing = gw
+            .pool
+            .all()
+            .iter()
+            .find(|i| i.uid.as_deref() == Some(uid.as_str()))
+            .cloned();
+        match (rec, existing) {
+            (Some(r), Some(i)) => i.disabled.store(r.disabled, Relaxed),
+            (Some(r), None) if gw.settings.server_mode => {
+                let ident = identity_from_record(gw.pool.next_id(), &r);
+                if let Ok(i) = gw.pool.add_unique(ident) {
+                    // The token service signs it in on its next round.
+                    log::info!("identity {} added by another gateway", i.label);
+                }
+            }
+            (None, Some(i)) => {
+                gw.pool.remove(i.id);
+                log::info!("identity {} removed by another gateway", i.label);
+            }
+            _ => {}
+        }
+    }
+    for (fp, o) in c.configured {
+        for i in gw
+            .pool
+            .all()
+            .iter()
+            .filter(|i| i.uid.is_none() && i.fingerprint == fp)
+        {
+            if o.removed {
+                gw.pool.remove(i.id);
+                log::info!("identity {} removed by another gateway", i.label);
+            } else {
+                i.disabled.store(o.disabled, Relaxed);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

@@ -235,7 +235,11 @@ async fn file_persistence_survives_a_restart() {
         let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }
-    assert!(!dir.join("state").join("data.json.tmp").exists());
+    assert_eq!(
+        leftovers(&dir.join("state")),
+        0,
+        "no temporary file is left"
+    );
     let saved = std::fs::read_to_string(&file).unwrap();
     assert!(!saved.contains(&key), "the data file holds only a digest");
 
@@ -284,6 +288,88 @@ async fn file_persistence_survives_a_restart() {
     let gw = spawn_gateway(&env);
     let (_, ids) = admin(&gw, "GET", "/admin/identities", None).await;
     assert_eq!(ids["data"].as_array().unwrap().len(), 1, "{ids}");
+    drop(gw);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn leftovers(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with("data.json.tmp")
+        })
+        .count()
+}
+
+fn requests_of(usage: &Value, kid: &str) -> u64 {
+    usage["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key_id"] == kid)
+        .map_or(0, |r| r["requests"].as_u64().unwrap())
+}
+
+/// Two processes on one data file, as the old and the new one of a graceful reload: each takes
+/// in what the other saved, so neither overwrites the other's usage or admin changes.
+#[tokio::test]
+async fn two_processes_on_one_data_file_lose_nothing() {
+    let sim = spawn_sim(&[DEMO], &[]);
+    let token = mint(&sim, DEMO.0, 3600);
+    let base = format!("http://127.0.0.1:{}", sim.port);
+    let dir = std::env::temp_dir().join(format!("qg-admin-two-{}", sim.port));
+    let _ = std::fs::remove_dir_all(&dir);
+    let file_s = dir.join("data.json").to_string_lossy().to_string();
+    let keys = format!("{ADMIN_KEY},{USER_KEY}");
+    let env = [
+        ("QWEN_BASE_URL", base.as_str()),
+        ("QWEN_TOKEN", token.as_str()),
+        ("API_KEY", keys.as_str()),
+        ("DATA_SAVE_MODE", "file"),
+        ("DATA_FILE", file_s.as_str()),
+        ("GRACE_PERIOD_SECS", "0"),
+        ("GRACEFUL_SHUTDOWN_TIMEOUT_SECS", "1"),
+    ];
+    let mut old = spawn_gateway(&env);
+    let (kid, key) = add_key(&old, json!({"name": "before the reload"})).await;
+    let mut new = spawn_gateway(&env);
+    for i in 0..2 {
+        let r = chat_as(&old, &key, ask(&format!("old {i}"))).await;
+        assert_eq!(r.status(), 200);
+    }
+    for i in 0..3 {
+        let r = chat_as(&new, &key, ask(&format!("new {i}"))).await;
+        assert_eq!(r.status(), 200);
+    }
+    settled_usage(&old).await;
+    settled_usage(&new).await;
+
+    // A key added through the new process while the old one still serves: the old one takes
+    // it in from the file (within its 2-second flush interval) and accepts it.
+    let (kid2, key2) = add_key(&new, json!({"name": "during the reload"})).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    loop {
+        let st = chat_as(&old, &key2, ask("old, new key")).await.status();
+        if st == 200 {
+            break;
+        }
+        assert_eq!(st, 401);
+        assert!(std::time::Instant::now() < deadline, "never taken in");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    settled_usage(&old).await;
+    sigterm_and_wait(&mut old);
+    assert_eq!(chat_as(&new, &key, ask("new, after")).await.status(), 200);
+    settled_usage(&new).await;
+    sigterm_and_wait(&mut new);
+
+    let gw = spawn_gateway(&env);
+    let u = settled_usage(&gw).await;
+    assert_eq!(requests_of(&u, &kid), 2 + 3 + 1, "{u}");
+    assert_eq!(requests_of(&u, &kid2), 1, "{u}");
+    assert_eq!(chat_as(&gw, &key2, ask("restarted")).await.status(), 200);
+    assert_eq!(leftovers(&dir), 0);
     drop(gw);
     std::fs::remove_dir_all(&dir).unwrap();
 }

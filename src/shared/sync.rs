@@ -19,7 +19,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use super::{Op, Shared};
-use crate::gateway::{identity_from_record, Gateway};
+use crate::gateway::Gateway;
 
 /// Most commands sent in one pipeline.
 const BATCH: usize = 512;
@@ -65,52 +65,9 @@ pub async fn reload_if_changed(gw: &Gateway) -> bool {
         }
     };
     let changes = gw.state.apply_remote(doc).await;
-    apply_identities(gw, changes);
+    crate::gateway::follow_identities(gw, changes);
     s.data_sync.version.store(v, Ordering::Release);
     true
-}
-
-/// Makes the pool follow identity changes made on another instance.
-fn apply_identities(gw: &Gateway, c: crate::store::RemoteIdentities) {
-    use std::sync::atomic::Ordering::Relaxed;
-    for (uid, rec) in c.records {
-        let existing = gw
-            .pool
-            .all()
-            .iter()
-            .find(|i| i.uid.as_deref() == Some(uid.as_str()))
-            .cloned();
-        match (rec, existing) {
-            (Some(r), Some(i)) => i.disabled.store(r.disabled, Relaxed),
-            (Some(r), None) if gw.settings.server_mode => {
-                let ident = identity_from_record(gw.pool.next_id(), &r);
-                if let Ok(i) = gw.pool.add_unique(ident) {
-                    // The token service signs it in on its next round.
-                    log::info!("shared: identity {} added on another instance", i.label);
-                }
-            }
-            (None, Some(i)) => {
-                gw.pool.remove(i.id);
-                log::info!("shared: identity {} removed on another instance", i.label);
-            }
-            _ => {}
-        }
-    }
-    for (fp, o) in c.configured {
-        for i in gw
-            .pool
-            .all()
-            .iter()
-            .filter(|i| i.uid.is_none() && i.fingerprint == fp)
-        {
-            if o.removed {
-                gw.pool.remove(i.id);
-                log::info!("shared: identity {} removed on another instance", i.label);
-            } else {
-                i.disabled.store(o.disabled, Relaxed);
-            }
-        }
-    }
 }
 
 async fn writer(s: Arc<Shared>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Op>) {

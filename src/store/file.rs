@@ -1,26 +1,64 @@
 //! `DATA_SAVE_MODE=file`: the document in one JSON file, replaced atomically (a sibling
 //! temporary file written with mode 0600 and synced, then renamed over the old one), so a
 //! crash leaves either the old or the new file, never half of one.
+//!
+//! Two processes can hold the same file for a while (the old and the new one of a graceful
+//! reload): each notices when the file is no longer the one it last read or wrote, and takes
+//! in the other's changes before its next write (`State::persist`), instead of overwriting them.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
 
 use super::{Backend, Document, StoreError};
 
 pub struct FileBackend {
     path: PathBuf,
+    /// The file as this process last read or wrote it.
+    seen: Mutex<Option<Stamp>>,
+}
+
+/// Tells one version of the file from another: every write renames a new file into place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    inode: u64,
+    modified: Option<SystemTime>,
+    len: u64,
+}
+
+impl Stamp {
+    fn of(m: &fs::Metadata) -> Stamp {
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(m);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Stamp {
+            inode,
+            modified: m.modified().ok(),
+            len: m.len(),
+        }
+    }
 }
 
 impl FileBackend {
     pub fn new(path: PathBuf) -> Self {
-        FileBackend { path }
+        FileBackend {
+            path,
+            seen: Mutex::new(None),
+        }
     }
 
+    /// Per process, so that two processes saving at once never write into one temporary file.
     fn tmp_path(&self) -> PathBuf {
         let mut p = self.path.as_os_str().to_owned();
-        p.push(".tmp");
+        p.push(format!(".tmp.{}", std::process::id()));
         PathBuf::from(p)
+    }
+
+    fn set_seen(&self, m: &fs::Metadata) {
+        *self.seen.lock().expect("seen lock") = Some(Stamp::of(m));
     }
 }
 
@@ -83,20 +121,64 @@ impl Backend for FileBackend {
     async fn save(&self, _: &Document, doc: &Document) -> Result<(), StoreError> {
         self.write(doc)
     }
+
+    async fn changed_elsewhere(&self) -> Result<Option<Document>, StoreError> {
+        let m = match fs::metadata(&self.path) {
+            Ok(m) => m,
+            // Removed by hand: nothing to take in, and the next save writes it again.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.unreadable(e)),
+        };
+        if Some(Stamp::of(&m)) == *self.seen.lock().expect("seen lock") {
+            return Ok(None);
+        }
+        self.read()
+    }
+
+    fn hold(&self) -> Result<Option<Box<dyn Send>>, StoreError> {
+        let mut p = self.path.as_os_str().to_owned();
+        p.push(".lock");
+        let err = |e: std::io::Error| {
+            StoreError(format!(
+                "DATA_FILE {}: cannot lock it for saving: {e}",
+                self.path.display()
+            ))
+        };
+        if let Some(dir) = self.path.parent() {
+            create_dir(dir).map_err(err)?;
+        }
+        let mut opts = OpenOptions::new();
+        opts.write(true).create(true).truncate(false);
+        restrict(&mut opts);
+        let f = opts.open(PathBuf::from(p)).map_err(err)?;
+        // Held for one read and one write of a small file by the other process at most.
+        f.lock().map_err(err)?;
+        Ok(Some(Box::new(f)))
+    }
 }
 
 impl FileBackend {
+    fn unreadable(&self, e: std::io::Error) -> StoreError {
+        StoreError(format!(
+            "DATA_FILE {} cannot be read: {e}",
+            self.path.display()
+        ))
+    }
+
     fn read(&self) -> Result<Option<Document>, StoreError> {
-        let text = match fs::read_to_string(&self.path) {
-            Ok(t) => t,
+        use std::io::Read;
+        let mut f = match fs::File::open(&self.path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(StoreError(format!(
-                    "DATA_FILE {} cannot be read: {e}",
-                    self.path.display()
-                )))
-            }
+            Err(e) => return Err(self.unreadable(e)),
         };
+        let mut text = String::new();
+        f.read_to_string(&mut text)
+            .map_err(|e| self.unreadable(e))?;
+        // The version read, whatever replaces the name meanwhile.
+        if let Ok(m) = f.metadata() {
+            self.set_seen(&m);
+        }
         tighten(&self.path).map_err(|e| {
             StoreError(format!(
                 "DATA_FILE {} permissions cannot be set: {e}",
@@ -132,8 +214,13 @@ impl FileBackend {
             .and_then(|()| f.write_all(b"\n"))
             .and_then(|()| f.sync_all())
             .map_err(|e| err("cannot write the temporary file", e))?;
+        // A rename keeps the inode and the modification time: this is the file's new stamp.
+        let written = f.metadata();
         drop(f);
         fs::rename(&tmp, &self.path).map_err(|e| err("cannot replace the file", e))?;
+        if let Ok(m) = written {
+            self.set_seen(&m);
+        }
         // The rename itself is durable once the directory is synced.
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if let Ok(d) = fs::File::open(dir) {

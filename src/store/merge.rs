@@ -1,4 +1,5 @@
-//! Taking in what other instances saved (shared state, see `shared::sync`): a three-way merge
+//! Taking in what other instances saved (shared state, see `shared::sync`, or a data file that
+//! another process wrote, see `file.rs`): a three-way merge
 //! of the reloaded document against the one last saved or loaded here. An entry that changed
 //! there (added, changed, removed) is taken from there; every other entry stays as this
 //! instance has it, so a local change that is being saved right now is never lost to a
@@ -46,15 +47,25 @@ impl State {
     /// returns the identity changes, which the caller applies to the pool.
     pub async fn apply_remote(&self, fresh: Document) -> RemoteIdentities {
         let mut saved = self.saved.lock().await;
+        self.take_in(&mut saved, fresh)
+    }
+
+    /// [`State::apply_remote`] with the save lock held; `saved` becomes `fresh`. Usage, when
+    /// the document holds it (a data file shared by two processes), is merged by counts: the
+    /// other process's increments join this one's.
+    pub(super) fn take_in(&self, saved: &mut Document, fresh: Document) -> RemoteIdentities {
+        if self.backend.keeps_usage() {
+            self.usage.absorb(&saved.usage, &fresh.usage);
+        }
         let key_id = |k: &KeyEntry| k.id.clone();
         for (id, entry) in changes(&by_id(&saved.keys, key_id), &by_id(&fresh.keys, key_id)) {
             match entry {
                 Some(e) => {
-                    log::info!("shared: key {id} added or changed on another instance");
+                    log::info!("key {id} added or changed by another gateway");
                     self.keys.put_stored(e);
                 }
                 None => {
-                    log::info!("shared: key {id} removed on another instance");
+                    log::info!("key {id} removed by another gateway");
                     self.keys.remove(&id);
                     self.forget_key(&id);
                 }
@@ -73,9 +84,9 @@ impl State {
                 Ok(r) => {
                     *self.overrides.write().expect("overrides lock") = next;
                     *self.runtime.write().expect("runtime lock") = Arc::new(r);
-                    log::info!("shared: settings changed on another instance");
+                    log::info!("settings changed by another gateway");
                 }
-                Err(e) => log::warn!("shared: ignoring invalid settings from Redis: {e}"),
+                Err(e) => log::warn!("ignoring invalid settings saved by another gateway: {e}"),
             }
         }
         let uid = |r: &IdentityRecord| r.uid.clone();
@@ -105,10 +116,7 @@ impl State {
                 }
             }
         }
-        saved.keys = fresh.keys;
-        saved.settings = fresh.settings;
-        saved.identities = fresh.identities;
-        saved.configured_identities = fresh.configured_identities;
+        *saved = fresh;
         out
     }
 }

@@ -124,6 +124,16 @@ pub trait Backend: Send + Sync {
     /// Saves `doc`; `before` is the document as last saved or loaded, for backends that
     /// write only what changed.
     async fn save(&self, before: &Document, doc: &Document) -> Result<(), StoreError>;
+    /// The saved document when another process changed it since this one last read or wrote
+    /// it (two gateways on one data file, as during a graceful reload); `None` otherwise.
+    async fn changed_elsewhere(&self) -> Result<Option<Document>, StoreError> {
+        Ok(None)
+    }
+    /// Keeps other processes from saving until the returned value is dropped, so that taking
+    /// in their changes and writing are one step (file: a lock beside the file).
+    fn hold(&self) -> Result<Option<Box<dyn Send>>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// `DATA_SAVE_MODE=none`: changes live in memory only.
@@ -165,6 +175,9 @@ pub struct State {
     /// The document as last saved or loaded. Held while saving, so saves never interleave
     /// and an older snapshot never replaces a newer one.
     saved: tokio::sync::Mutex<Document>,
+    /// Identity changes taken in from a data file another process wrote, for the pool to
+    /// follow (`FlushService`, which holds the pool).
+    follow: Mutex<Vec<RemoteIdentities>>,
 }
 
 impl State {
@@ -228,6 +241,7 @@ impl State {
                 configured: doc.configured_identities.clone(),
             }),
             saved: tokio::sync::Mutex::new(doc),
+            follow: Mutex::new(Vec::new()),
         })
     }
 
@@ -392,6 +406,10 @@ impl State {
     /// Only the async save lock is held across the write; the snapshot's locks are not.
     pub async fn persist(&self) -> Result<(), StoreError> {
         let mut saved = self.saved.lock().await;
+        let _held = self.backend.hold()?;
+        if !self.take_in_elsewhere(&mut saved).await {
+            return Ok(());
+        }
         let doc = self.document();
         self.backend
             .save(&saved, &doc)
@@ -399,6 +417,47 @@ impl State {
             .inspect_err(|e| log::error!("saving the data failed: {e}"))?;
         *saved = doc;
         Ok(())
+    }
+
+    /// Takes in the data file as another process left it, if one did (see `file.rs`), so that
+    /// the next save keeps its changes. `false` when a newer build wrote it: this one then
+    /// leaves the file alone.
+    async fn take_in_elsewhere(&self, saved: &mut Document) -> bool {
+        match self.backend.changed_elsewhere().await {
+            Ok(Some(fresh)) if fresh.version > DOCUMENT_VERSION => {
+                log::warn!(
+                    "{} was written by a newer build (data version {}); not saving over it",
+                    self.backend.location(),
+                    fresh.version
+                );
+                false
+            }
+            Ok(Some(fresh)) => {
+                log::info!(
+                    "{} was changed by another process; taking its changes in",
+                    self.backend.location()
+                );
+                let c = self.take_in(saved, fresh);
+                self.follow.lock().expect("follow lock").push(c);
+                true
+            }
+            Ok(None) => true,
+            // Unreadable or invalid: the save that follows replaces it.
+            Err(e) => {
+                log::warn!("{e}");
+                true
+            }
+        }
+    }
+
+    /// Looks for another process's changes to the data file now, and hands over the identity
+    /// changes taken in since the last call.
+    pub async fn sync_elsewhere(&self) -> Vec<RemoteIdentities> {
+        {
+            let mut saved = self.saved.lock().await;
+            self.take_in_elsewhere(&mut saved).await;
+        }
+        std::mem::take(&mut *self.follow.lock().expect("follow lock"))
     }
 
     /// Saves when the usage counters changed since the last flush.
@@ -417,8 +476,9 @@ pub enum PatchError {
     Save(StoreError),
 }
 
-/// Saves the usage counters now and then when they changed; other changes are saved at once by
-/// the admin API, and the last counters by [`save_at_exit`].
+/// Saves the usage counters now and then when they changed, and takes in what another process
+/// wrote to the data file meanwhile; other changes are saved at once by the admin API, and the
+/// last counters by [`save_at_exit`].
 pub struct FlushService {
     pub gw: Arc<crate::gateway::Gateway>,
 }
@@ -432,7 +492,13 @@ impl pingora::services::background::BackgroundService for FlushService {
         let mut tick = tokio::time::interval(USAGE_FLUSH_INTERVAL);
         loop {
             tokio::select! {
-                _ = tick.tick() => self.gw.state.flush_usage().await,
+                _ = tick.tick() => {
+                    let gw = &self.gw;
+                    gw.state.flush_usage().await;
+                    for c in gw.state.sync_elsewhere().await {
+                        crate::gateway::follow_identities(gw, c);
+                    }
+                }
                 _ = shutdown.changed() => return,
             }
         }

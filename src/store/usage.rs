@@ -95,6 +95,42 @@ impl UsageBook {
         self.dirty.swap(false, Ordering::AcqRel)
     }
 
+    /// Takes in what another process added to the saved counters (`before` is what this
+    /// process last saved or read, `after` what the file holds now): their increments are
+    /// added to this process's counters, and a reset there lowers them here. Counters never go
+    /// below zero, and a key left with no counts at all is dropped, as a reset drops it.
+    pub fn absorb(&self, before: &BTreeMap<String, Counters>, after: &BTreeMap<String, Counters>) {
+        let none = Counters::default();
+        let mut m = self.by_key.lock().expect("usage lock");
+        let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+        for key in keys {
+            let (b, a) = (
+                before.get(key).unwrap_or(&none),
+                after.get(key).unwrap_or(&none),
+            );
+            if a == b {
+                continue;
+            }
+            let c = m.entry(key.clone()).or_default();
+            let shift = |mine: u64, b: u64, a: u64| {
+                (i128::from(mine) + i128::from(a) - i128::from(b)).clamp(0, u64::MAX.into()) as u64
+            };
+            c.requests = shift(c.requests, b.requests, a.requests);
+            c.prompt_tokens = shift(c.prompt_tokens, b.prompt_tokens, a.prompt_tokens);
+            c.completion_tokens = shift(
+                c.completion_tokens,
+                b.completion_tokens,
+                a.completion_tokens,
+            );
+            c.errors = shift(c.errors, b.errors, a.errors);
+            c.rate_limited = shift(c.rate_limited, b.rate_limited, a.rate_limited);
+            c.last_used_at = c.last_used_at.max(a.last_used_at);
+            if (c.requests, c.prompt_tokens, c.completion_tokens) == (0, 0, 0) {
+                m.remove(key);
+            }
+        }
+    }
+
     /// Takes the changed mark for a save, to be handed back unless the save completes: after a
     /// failure, and also when the saving task is dropped (at shutdown), so that the next save
     /// still writes the counters.
@@ -156,6 +192,41 @@ mod tests {
         assert_eq!((c.errors, c.rate_limited, c.last_used_at), (1, 1, 6));
         assert!(b.take_dirty());
         assert!(!b.take_dirty());
+    }
+
+    fn counts(requests: u64, tokens: u64, at: i64) -> Counters {
+        Counters {
+            requests,
+            prompt_tokens: tokens,
+            completion_tokens: tokens,
+            last_used_at: at,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn another_process_counts_join_and_its_resets_apply() {
+        let saved: BTreeMap<String, Counters> = [
+            ("a".into(), counts(2, 10, 5)),
+            ("b".into(), counts(4, 4, 5)),
+        ]
+        .into();
+        let b = UsageBook::new(saved.clone());
+        b.record("a", Delta::default(), 7);
+        // The other process counted 3 more on "a", reset "b" and counted "c" once.
+        let there: BTreeMap<String, Counters> = [
+            ("a".into(), counts(5, 13, 6)),
+            ("c".into(), counts(1, 1, 8)),
+        ]
+        .into();
+        b.absorb(&saved, &there);
+        let now = b.snapshot();
+        assert_eq!(now["a"], counts(6, 13, 7));
+        assert!(!now.contains_key("b"), "a reset there is a reset here");
+        assert_eq!(now["c"], counts(1, 1, 8));
+        // Nothing new there: nothing changes.
+        b.absorb(&there, &there);
+        assert_eq!(b.snapshot(), now);
     }
 
     #[test]
