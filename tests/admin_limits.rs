@@ -179,25 +179,47 @@ async fn usage_counts_requests_tokens_and_errors() {
     assert_eq!(u["totals"]["requests"], 0);
 }
 
+/// A sim, and the settings of gateways that save to a data file in a fresh directory.
+struct FileSetup {
+    sim: Proc,
+    dir: std::path::PathBuf,
+    file: std::path::PathBuf,
+    vars: Vec<(&'static str, String)>,
+}
+
+impl FileSetup {
+    fn new(accounts: &[(&str, &str)], name: &str, file_in_dir: &str) -> FileSetup {
+        let sim = spawn_sim(accounts, &[]);
+        let dir = std::env::temp_dir().join(format!("{name}-{}", sim.port));
+        let _ = std::fs::remove_dir_all(&dir);
+        let file = dir.join(file_in_dir);
+        let vars = vec![
+            ("QWEN_BASE_URL", format!("http://127.0.0.1:{}", sim.port)),
+            ("QWEN_TOKEN", mint(&sim, DEMO.0, 3600)),
+            ("API_KEY", format!("{ADMIN_KEY},{USER_KEY}")),
+            ("DATA_SAVE_MODE", "file".into()),
+            ("DATA_FILE", file.to_string_lossy().into_owned()),
+            ("GRACE_PERIOD_SECS", "0".into()),
+            ("GRACEFUL_SHUTDOWN_TIMEOUT_SECS", "1".into()),
+        ];
+        FileSetup {
+            sim,
+            dir,
+            file,
+            vars,
+        }
+    }
+
+    fn env(&self) -> Vec<(&str, &str)> {
+        self.vars.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
+}
+
 #[tokio::test]
 async fn file_persistence_survives_a_restart() {
-    let sim = spawn_sim(&[DEMO, B], &[]);
-    let token = mint(&sim, DEMO.0, 3600);
-    let base = format!("http://127.0.0.1:{}", sim.port);
-    let dir = std::env::temp_dir().join(format!("qg-admin-data-{}", sim.port));
-    let _ = std::fs::remove_dir_all(&dir);
-    let file = dir.join("state").join("data.json");
-    let file_s = file.to_string_lossy().to_string();
-    let keys = format!("{ADMIN_KEY},{USER_KEY}");
-    let env = [
-        ("QWEN_BASE_URL", base.as_str()),
-        ("QWEN_TOKEN", token.as_str()),
-        ("API_KEY", keys.as_str()),
-        ("DATA_SAVE_MODE", "file"),
-        ("DATA_FILE", file_s.as_str()),
-        ("GRACE_PERIOD_SECS", "0"),
-        ("GRACEFUL_SHUTDOWN_TIMEOUT_SECS", "1"),
-    ];
+    let setup = FileSetup::new(&[DEMO, B], "qg-admin-data", "state/data.json");
+    let (sim, dir, file) = (&setup.sim, &setup.dir, &setup.file);
+    let env = setup.env();
     let mut gw = spawn_gateway(&env);
     let (kid, key) = add_key(&gw, json!({"name": "kept", "rpm_limit": 7})).await;
     let (st, v) = admin(
@@ -232,7 +254,7 @@ async fn file_persistence_survives_a_restart() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }
     assert_eq!(
@@ -240,7 +262,7 @@ async fn file_persistence_survives_a_restart() {
         0,
         "no temporary file is left"
     );
-    let saved = std::fs::read_to_string(&file).unwrap();
+    let saved = std::fs::read_to_string(file).unwrap();
     assert!(!saved.contains(&key), "the data file holds only a digest");
 
     let gw = spawn_gateway(&env);
@@ -272,11 +294,11 @@ async fn file_persistence_survives_a_restart() {
         .unwrap();
     assert_eq!(row["requests"], 2, "usage was saved at shutdown: {row}");
     // The restored identity serves (the configured one is still disabled).
-    let before = count(&per_account(&sim), B.0);
+    let before = count(&per_account(sim), B.0);
     for i in 0..2 {
         assert_eq!(chat(&gw, ask(&format!("{i}"))).await.status(), 200);
     }
-    assert_eq!(count(&per_account(&sim), B.0) - before, 2);
+    assert_eq!(count(&per_account(sim), B.0) - before, 2);
 
     // Removing a configured identity survives a restart too.
     let mut gw = gw;
@@ -289,7 +311,7 @@ async fn file_persistence_survives_a_restart() {
     let (_, ids) = admin(&gw, "GET", "/admin/identities", None).await;
     assert_eq!(ids["data"].as_array().unwrap().len(), 1, "{ids}");
     drop(gw);
-    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 fn leftovers(dir: &std::path::Path) -> usize {
@@ -315,22 +337,9 @@ fn requests_of(usage: &Value, kid: &str) -> u64 {
 /// in what the other saved, so neither overwrites the other's usage or admin changes.
 #[tokio::test]
 async fn two_processes_on_one_data_file_lose_nothing() {
-    let sim = spawn_sim(&[DEMO], &[]);
-    let token = mint(&sim, DEMO.0, 3600);
-    let base = format!("http://127.0.0.1:{}", sim.port);
-    let dir = std::env::temp_dir().join(format!("qg-admin-two-{}", sim.port));
-    let _ = std::fs::remove_dir_all(&dir);
-    let file_s = dir.join("data.json").to_string_lossy().to_string();
-    let keys = format!("{ADMIN_KEY},{USER_KEY}");
-    let env = [
-        ("QWEN_BASE_URL", base.as_str()),
-        ("QWEN_TOKEN", token.as_str()),
-        ("API_KEY", keys.as_str()),
-        ("DATA_SAVE_MODE", "file"),
-        ("DATA_FILE", file_s.as_str()),
-        ("GRACE_PERIOD_SECS", "0"),
-        ("GRACEFUL_SHUTDOWN_TIMEOUT_SECS", "1"),
-    ];
+    let setup = FileSetup::new(&[DEMO], "qg-admin-two", "data.json");
+    let dir = &setup.dir;
+    let env = setup.env();
     let mut old = spawn_gateway(&env);
     let (kid, key) = add_key(&old, json!({"name": "before the reload"})).await;
     let mut new = spawn_gateway(&env);
@@ -369,9 +378,9 @@ async fn two_processes_on_one_data_file_lose_nothing() {
     assert_eq!(requests_of(&u, &kid), 2 + 3 + 1, "{u}");
     assert_eq!(requests_of(&u, &kid2), 1, "{u}");
     assert_eq!(chat_as(&gw, &key2, ask("restarted")).await.status(), 200);
-    assert_eq!(leftovers(&dir), 0);
+    assert_eq!(leftovers(dir), 0);
     drop(gw);
-    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
