@@ -50,11 +50,16 @@ impl FileBackend {
         }
     }
 
+    /// The file's name with `suffix` appended, beside it.
+    fn sibling(&self, suffix: &str) -> PathBuf {
+        let mut p = self.path.as_os_str().to_owned();
+        p.push(suffix);
+        PathBuf::from(p)
+    }
+
     /// Per process, so that two processes saving at once never write into one temporary file.
     fn tmp_path(&self) -> PathBuf {
-        let mut p = self.path.as_os_str().to_owned();
-        p.push(format!(".tmp.{}", std::process::id()));
-        PathBuf::from(p)
+        self.sibling(&format!(".tmp.{}", std::process::id()))
     }
 
     fn set_seen(&self, m: &fs::Metadata) {
@@ -136,8 +141,6 @@ impl Backend for FileBackend {
     }
 
     fn hold(&self) -> Result<Option<Box<dyn Send>>, StoreError> {
-        let mut p = self.path.as_os_str().to_owned();
-        p.push(".lock");
         let err = |e: std::io::Error| {
             StoreError(format!(
                 "DATA_FILE {}: cannot lock it for saving: {e}",
@@ -150,7 +153,7 @@ impl Backend for FileBackend {
         let mut opts = OpenOptions::new();
         opts.write(true).create(true).truncate(false);
         restrict(&mut opts);
-        let f = opts.open(PathBuf::from(p)).map_err(err)?;
+        let f = opts.open(self.sibling(".lock")).map_err(err)?;
         // Held for one read and one write of a small file by the other process at most.
         f.lock().map_err(err)?;
         Ok(Some(Box::new(f)))

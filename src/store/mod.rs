@@ -450,23 +450,26 @@ impl State {
         }
     }
 
-    /// Looks for another process's changes to the data file now, and hands over the identity
-    /// changes taken in since the last call.
-    pub async fn sync_elsewhere(&self) -> Vec<RemoteIdentities> {
-        {
+    /// Saves changed usage counters and takes in another process's changes to the data file
+    /// (the save does that itself; without one, only the look). Returns the identity changes
+    /// taken in since the last call, for the pool.
+    pub async fn flush(&self) -> Vec<RemoteIdentities> {
+        if !self.flush_usage().await {
             let mut saved = self.saved.lock().await;
             self.take_in_elsewhere(&mut saved).await;
         }
         std::mem::take(&mut *self.follow.lock().expect("follow lock"))
     }
 
-    /// Saves when the usage counters changed since the last flush.
-    pub async fn flush_usage(&self) {
-        if let Some(mark) = self.usage.take_dirty_for_save() {
-            if self.persist().await.is_ok() {
-                mark.saved();
-            }
+    /// Saves when the usage counters changed since the last flush; `true` when it tried.
+    pub async fn flush_usage(&self) -> bool {
+        let Some(mark) = self.usage.take_dirty_for_save() else {
+            return false;
+        };
+        if self.persist().await.is_ok() {
+            mark.saved();
         }
+        true
     }
 }
 
@@ -493,10 +496,8 @@ impl pingora::services::background::BackgroundService for FlushService {
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    let gw = &self.gw;
-                    gw.state.flush_usage().await;
-                    for c in gw.state.sync_elsewhere().await {
-                        crate::gateway::follow_identities(gw, c);
+                    for c in self.gw.state.flush().await {
+                        crate::gateway::follow_identities(&self.gw, c);
                     }
                 }
                 _ = shutdown.changed() => return,
@@ -521,7 +522,9 @@ pub fn save_at_exit(gw: &crate::gateway::Gateway) {
         return;
     }
     match tokio::runtime::Builder::new_current_thread().build() {
-        Ok(rt) => rt.block_on(gw.state.flush_usage()),
+        Ok(rt) => {
+            rt.block_on(gw.state.flush_usage());
+        }
         Err(e) => log::error!("saving the data at exit failed: {e}"),
     }
 }
